@@ -1,0 +1,102 @@
+/* surge-api: accepts jobs over HTTP and puts them on the Redis queue.
+ * Public port: routes.c. Admin port: common/admin.c. */
+#include "admin.h"
+#include "app.h"
+#include "health.h"
+#include "http_server.h"
+#include "log.h"
+#include "redis_client.h"
+#include "routes.h"
+
+#include <stdlib.h>
+
+static struct app app;
+static struct api_ctx api;
+static struct http_server *public_server, *admin_server;
+static struct health *health;
+
+static void close_rest(void *unused)
+{
+    (void)unused;
+    /* Redis first: its pending probes report to health before it closes. */
+    rc_close(api.redis, NULL, NULL);
+    health_close(health, NULL, NULL);
+    if (admin_server)
+        http_server_shutdown(admin_server, NULL, NULL);
+    app_stopped(&app);
+}
+
+static void on_public_drained(void *unused)
+{
+    (void)unused;
+    log_info("drained", "every accepted request has been answered");
+    public_server = NULL;
+    close_rest(NULL);
+}
+
+static void on_stop(struct app *a)
+{
+    (void)a;
+    /* /readyz turns 503 at once, so the Service stops sending traffic. */
+    health_set_shutting_down(health);
+    http_server_shutdown(public_server, on_public_drained, NULL);
+}
+
+static void on_grace_over(struct app *a)
+{
+    (void)a;
+    log_error("shutdown_forced", "requests still open after the grace period");
+    exit(1);
+}
+
+int main(void)
+{
+    app.on_stop = on_stop;
+    app.on_grace_over = on_grace_over;
+    app_init(&app, "surge-api");
+    const struct cfg *cfg = &app.cfg;
+    if (cfg->http_port == cfg->admin_port) {
+        log_error("bad_config", "SURGE_HTTP_PORT and SURGE_ADMIN_PORT are both %d",
+                  cfg->http_port);
+        return 2;
+    }
+
+    struct rc_opts ro = {
+        .name = "redis",
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .db = cfg->redis_db,
+        .username = cfg->redis_username,
+        .password = cfg->redis_password,
+        .timeout_ms = cfg->redis_timeout_ms,
+    };
+    api.cfg = cfg;
+    api.redis = rc_create(app.loop, &ro);
+    health = health_create(app.loop);
+    health_add(health, "redis", admin_probe_redis, api.redis);
+
+    struct http_server_opts po = {
+        .name = "api",
+        .address = cfg->bind_address,
+        .port = cfg->http_port,
+        .max_header_bytes = 8192,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .header_timeout_ms = cfg->header_timeout_seconds * 1000,
+        .idle_timeout_ms = cfg->idle_timeout_seconds * 1000,
+        .handler = routes_handle,
+        .ctx = &api,
+    };
+    struct admin_opts ao = {
+        .address = cfg->bind_address,
+        .port = cfg->admin_port,
+        .health = health,
+    };
+    if (http_server_start(&public_server, app.loop, &po) < 0 ||
+        admin_start(&admin_server, app.loop, &ao) < 0) {
+        log_error("start_failed", "cannot listen; exiting");
+        return 1;
+    }
+    log_info("started", "surge-api ready: public %s:%d, admin %s:%d", cfg->bind_address,
+             cfg->http_port, cfg->bind_address, cfg->admin_port);
+    return app_run(&app);
+}

@@ -1,0 +1,675 @@
+/* http_server: HTTP/1.1 on libuv with http_parser. See http_server.h.
+ *
+ * Life of a connection: IDLE (between requests) -> READING (a request has
+ * begun) -> HANDLING (the handler owns the request; reading is stopped, so
+ * pipelined requests wait in `in` and are answered in order) -> IDLE again,
+ * or CLOSING. The struct is freed only when both handles are closed and no
+ * request or write refers to it (`refs`). */
+#include "http_server.h"
+#include "buf.h"
+#include "json_writer.h"
+#include "log.h"
+#include "util.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+enum conn_state { CONN_IDLE, CONN_READING, CONN_HANDLING, CONN_CLOSING };
+enum timer_purpose { TIMER_NONE, TIMER_IDLE, TIMER_HEADERS, TIMER_LINGER };
+
+#define READ_CHUNK 4096
+#define LINGER_MS 1000
+
+struct http_conn {
+    uv_tcp_t tcp; /* first: the handle's address is the connection's */
+    uv_timer_t timer;
+    uv_shutdown_t shutdown;
+    struct http_server *server;
+    struct http_conn *prev, *next;
+    http_parser parser;
+    enum conn_state state;
+    enum timer_purpose timer_purpose;
+    int refs; /* open handles + outstanding request + writes in flight */
+    bool in_process;
+    bool message_complete;
+    bool keep_alive;
+    bool lingering;
+    int early_status; /* an error found by the parser callbacks */
+    const char *early_code;
+    const char *early_message;
+    struct buf in; /* received, not yet parsed */
+    struct buf url;
+    struct buf body;
+    struct buf content_type;
+    char field[16]; /* the current header name, enough to spot Content-Type */
+    size_t field_len;
+    bool field_is_content_type;
+    bool last_was_value;
+    size_t header_bytes;
+    struct http_request req;
+};
+
+struct http_server {
+    uv_tcp_t listener;
+    uv_loop_t *loop;
+    struct http_server_opts opts;
+    http_parser_settings settings;
+    struct http_conn *conns;
+    size_t n_conns;
+    size_t in_flight;
+    bool draining;
+    bool listener_closed;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct http_conn *conn;
+    struct buf data;
+    bool close_after;
+};
+
+static void conn_close(struct http_conn *c);
+static void process_input(struct http_conn *c);
+static void maybe_finish_shutdown(struct http_server *s);
+
+/* ---- bookkeeping ---- */
+
+static void conn_unref(struct http_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    struct http_server *s = c->server;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    buf_free(&c->in);
+    buf_free(&c->url);
+    buf_free(&c->body);
+    buf_free(&c->content_type);
+    free(c);
+    maybe_finish_shutdown(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+static void timer_start(struct http_conn *c, enum timer_purpose purpose, int ms);
+
+static void conn_close(struct http_conn *c)
+{
+    if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    c->state = CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+    switch (c->timer_purpose) {
+    case TIMER_HEADERS:
+        if (c->state == CONN_READING && c->parser.nread + c->url.len > 0) {
+            c->early_status = 408;
+            c->early_code = "request_timeout";
+            c->early_message = "the request was not received in time";
+            process_input(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    case TIMER_IDLE:
+    case TIMER_LINGER:
+        conn_close(c);
+        return;
+    case TIMER_NONE:
+        return;
+    }
+}
+
+static void timer_start(struct http_conn *c, enum timer_purpose purpose, int ms)
+{
+    c->timer_purpose = purpose;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
+}
+
+/* ---- writing ---- */
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void linger_read_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+    (void)h;
+    (void)size;
+    static char sink[READ_CHUNK];
+    *b = uv_buf_init(sink, sizeof sink);
+}
+
+static void linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    (void)b;
+    if (nread < 0)
+        conn_close(stream->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    if (status < 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        conn_close(c);
+        conn_unref(c);
+        return;
+    }
+    /* Read and drop what the client still sends, so that closing does not
+     * reset the connection before it has read our answer. */
+    c->lingering = true;
+    uv_read_start((uv_stream_t *)&c->tcp, linger_read_alloc, linger_read);
+    timer_start(c, TIMER_LINGER, LINGER_MS);
+    conn_unref(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct http_conn *c = w->conn;
+    buf_free(&w->data);
+    bool close_after = w->close_after;
+    free(w);
+    if (status < 0) {
+        conn_close(c);
+    } else if (close_after && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->refs++;
+        c->shutdown.data = c;
+        if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+            c->refs--;
+            conn_close(c);
+        }
+    }
+    conn_unref(c);
+}
+
+static void send_response(struct http_conn *c, int status, const char *content_type,
+                          const char *extra_headers, const char *body, size_t body_len,
+                          bool close_after)
+{
+    struct write_req *w = xcalloc(1, sizeof *w);
+    w->conn = c;
+    w->close_after = close_after;
+    buf_printf(&w->data,
+               "HTTP/1.1 %d %s\r\n"
+               "Content-Type: %s\r\n"
+               "Content-Length: %zu\r\n"
+               "Cache-Control: no-store\r\n"
+               "%s"
+               "%s\r\n",
+               status, http_status_text(status), content_type, body_len,
+               close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    if (body_len)
+        buf_append(&w->data, body, body_len);
+    uv_buf_t b = uv_buf_init(w->data.data, (unsigned)w->data.len);
+    c->refs++;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        /* libuv does not call back when the write could not be queued. */
+        c->refs--;
+        buf_free(&w->data);
+        free(w);
+        conn_close(c);
+    }
+}
+
+static void error_body(struct buf *out, const char *code, const char *message)
+{
+    struct json_writer w;
+    jw_init(&w, out);
+    jw_object_begin(&w);
+    jw_key(&w, "error");
+    jw_object_begin(&w);
+    jw_key_string(&w, "code", code);
+    jw_key_string(&w, "message", message);
+    jw_object_end(&w);
+    jw_object_end(&w);
+}
+
+/* Answers an error found before any handler ran, then closes. */
+static void send_early_error(struct http_conn *c, int status, const char *code, const char *msg)
+{
+    struct buf body = {0};
+    error_body(&body, code, msg);
+    struct http_server *s = c->server;
+    uv_timer_stop(&c->timer);
+    c->state = CONN_CLOSING;
+    send_response(c, status, "application/json", NULL, body.data, body.len, true);
+    if (s->opts.observe) {
+        c->req.route = "invalid";
+        s->opts.observe(&c->req, status, s->opts.ctx);
+    }
+    buf_free(&body);
+}
+
+/* ---- parser callbacks ---- */
+
+static void early(struct http_conn *c, int status, const char *code, const char *msg)
+{
+    if (!c->early_status) {
+        c->early_status = status;
+        c->early_code = code;
+        c->early_message = msg;
+    }
+    http_parser_pause(&c->parser, 1);
+}
+
+static int count_header_bytes(struct http_conn *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > c->server->opts.max_header_bytes) {
+        early(c, 431, "headers_too_large", "the request line and headers are too large");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    c->state = CONN_READING;
+    c->message_complete = false;
+    c->header_bytes = 0;
+    c->field_len = 0;
+    c->field_is_content_type = false;
+    c->last_was_value = false;
+    buf_reset(&c->url);
+    buf_reset(&c->body);
+    buf_reset(&c->content_type);
+    if (c->timer_purpose != TIMER_HEADERS)
+        timer_start(c, TIMER_HEADERS, c->server->opts.header_timeout_ms);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (count_header_bytes(c, n))
+        return 0;
+    buf_append(&c->url, at, n);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (count_header_bytes(c, n))
+        return 0;
+    if (c->last_was_value) {
+        c->field_len = 0;
+        c->last_was_value = false;
+    }
+    /* Names longer than the buffer cannot be Content-Type; keep counting. */
+    size_t room = sizeof c->field - c->field_len;
+    memcpy(c->field + c->field_len, at, n < room ? n : room);
+    c->field_len += n;
+    c->field_is_content_type =
+        c->field_len == 12 && strncasecmp(c->field, "content-type", 12) == 0;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (count_header_bytes(c, n))
+        return 0;
+    c->last_was_value = true;
+    if (c->field_is_content_type)
+        buf_append(&c->content_type, at, n);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    size_t max = c->server->opts.max_body_bytes;
+    bool has_length = p->content_length != ULLONG_MAX && p->content_length != 0;
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    bool needs_body = p->method == HTTP_POST || p->method == HTTP_PUT || p->method == HTTP_PATCH;
+    if (needs_body && !chunked && p->content_length == ULLONG_MAX)
+        early(c, 411, "length_required", "a Content-Length header is required");
+    else if (has_length && p->content_length > max)
+        early(c, 413, "payload_too_large", "the body is larger than the limit");
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (c->body.len + n > c->server->opts.max_body_bytes) {
+        early(c, 413, "payload_too_large", "the body is larger than the limit");
+        return 0;
+    }
+    buf_append(&c->body, at, n);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    c->message_complete = true;
+    c->keep_alive = http_should_keep_alive(p) != 0;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static bool is_json_type(const struct buf *ct)
+{
+    static const char json[] = "application/json";
+    size_t n = sizeof json - 1;
+    if (ct->len < n || strncasecmp(ct->data, json, n) != 0)
+        return false;
+    /* Allow parameters: "application/json; charset=utf-8". */
+    return ct->len == n || ct->data[n] == ';' || ct->data[n] == ' ';
+}
+
+/* Hands the complete request to the handler. Returns -1 if it was not valid. */
+static int dispatch(struct http_conn *c)
+{
+    struct http_server *s = c->server;
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(c->url.data ? c->url.data : "", c->url.len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+        send_early_error(c, 400, "bad_request", "the request target is not a valid path");
+        return -1;
+    }
+    struct http_request *r = &c->req;
+    memset(r, 0, sizeof *r);
+    /* Cut the path out in place: it ends where the query or fragment starts. */
+    char *path = c->url.data + u.field_data[UF_PATH].off;
+    path[u.field_data[UF_PATH].len] = '\0';
+    r->path = path;
+    r->path_len = u.field_data[UF_PATH].len;
+    r->method = (enum http_method)c->parser.method;
+    if (!c->body.data)
+        buf_append(&c->body, "", 0);
+    r->body = c->body.data;
+    r->body_len = c->body.len;
+    r->has_content_type = c->content_type.len > 0;
+    r->json_content_type = is_json_type(&c->content_type);
+    r->route = "other";
+    r->started = util_mono_seconds();
+    r->conn = c;
+
+    c->state = CONN_HANDLING;
+    c->refs++; /* the request */
+    s->in_flight++;
+    uv_timer_stop(&c->timer);
+    c->timer_purpose = TIMER_NONE;
+    s->opts.handler(r, s->opts.ctx);
+    return 0;
+}
+
+void http_respond(struct http_request *req, int status, const char *extra_headers,
+                  const char *body, size_t body_len)
+{
+    http_respond_typed(req, status, "application/json", extra_headers, body, body_len);
+}
+
+void http_respond_typed(struct http_request *req, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t body_len)
+{
+    struct http_conn *c = req->conn;
+    struct http_server *s = c->server;
+    s->in_flight--;
+    if (s->opts.observe)
+        s->opts.observe(req, status, s->opts.ctx);
+    if (c->state == CONN_CLOSING) {
+        /* The client went away while we worked. */
+        conn_unref(c);
+        return;
+    }
+    bool keep = c->keep_alive && !s->draining;
+    send_response(c, status, content_type, extra_headers, body, body_len, !keep);
+    if (!keep) {
+        c->state = CONN_CLOSING;
+        conn_unref(c);
+        return;
+    }
+    c->state = CONN_IDLE;
+    c->message_complete = false;
+    timer_start(c, TIMER_IDLE, s->opts.idle_timeout_ms);
+    conn_unref(c);
+    process_input(c);
+}
+
+void http_respond_error(struct http_request *req, int status, const char *code,
+                        const char *message, const char *extra_headers)
+{
+    struct buf body = {0};
+    error_body(&body, code, message);
+    http_respond(req, status, extra_headers, body.data, body.len);
+    buf_free(&body);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+    (void)size;
+    struct http_conn *c = h->data;
+    *b = uv_buf_init(buf_reserve(&c->in, READ_CHUNK), READ_CHUNK);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    (void)b;
+    struct http_conn *c = stream->data;
+    if (nread < 0) {
+        /* EOF or error. A handler still working will find CLOSING. */
+        conn_close(c);
+        return;
+    }
+    c->in.len += (size_t)nread;
+    process_input(c);
+}
+
+/* Parses what is buffered, dispatching complete requests one at a time. */
+static void process_input(struct http_conn *c)
+{
+    if (c->in_process)
+        return; /* called back from inside the loop below; it goes on by itself */
+    c->in_process = true;
+    c->refs++; /* keep c alive even if a handler closes it */
+    while (c->state == CONN_IDLE || c->state == CONN_READING) {
+        if (c->early_status) {
+            send_early_error(c, c->early_status, c->early_code, c->early_message);
+            break;
+        }
+        if (c->in.len == 0)
+            break;
+        size_t n = http_parser_execute(&c->parser, &c->server->settings, c->in.data, c->in.len);
+        buf_consume(&c->in, n);
+        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+        if (err == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            if (c->early_status)
+                continue;
+            if (c->message_complete && dispatch(c) < 0)
+                break;
+            continue;
+        }
+        if (err != HPE_OK) {
+            send_early_error(c, 400, "bad_request", http_errno_description(err));
+            break;
+        }
+    }
+    bool open = c->state == CONN_IDLE || c->state == CONN_READING;
+    if (open && !c->lingering) {
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (c->server->draining && c->state == CONN_IDLE && c->in.len == 0)
+            conn_close(c);
+    } else if (!c->lingering && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+        /* HANDLING: pipelined input waits; CLOSING: nothing more is read. */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    if (c->in.len == 0 && c->in.cap > 4 * READ_CHUNK)
+        buf_free(&c->in); /* give back what a large request needed */
+    c->in_process = false;
+    conn_unref(c);
+}
+
+/* ---- accepting ---- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *s = listener->data;
+    if (status < 0) {
+        log_warn("accept_failed", "%s: %s", s->opts.name, uv_strerror(status));
+        return;
+    }
+    struct http_conn *c = xcalloc(1, sizeof *c);
+    c->server = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2; /* the two handles */
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0 || s->draining) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->state = CONN_IDLE;
+    /* A new connection must send its request within the headers deadline. */
+    timer_start(c, TIMER_HEADERS, s->opts.header_timeout_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+int http_server_start(struct http_server **out, uv_loop_t *loop,
+                      const struct http_server_opts *opts)
+{
+    struct http_server *s = xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->opts = *opts;
+    http_parser_settings_init(&s->settings);
+    s->settings.on_message_begin = on_message_begin;
+    s->settings.on_url = on_url;
+    s->settings.on_header_field = on_header_field;
+    s->settings.on_header_value = on_header_value;
+    s->settings.on_headers_complete = on_headers_complete;
+    s->settings.on_body = on_body;
+    s->settings.on_message_complete = on_message_complete;
+
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(opts->address, opts->port, (struct sockaddr_in *)&addr);
+    if (rc < 0)
+        rc = uv_ip6_addr(opts->address, opts->port, (struct sockaddr_in6 *)&addr);
+    if (rc == 0) {
+        uv_tcp_init(loop, &s->listener);
+        s->listener.data = s;
+        rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+        if (rc < 0) {
+            log_error("listen_failed", "%s: cannot listen on %s:%d: %s", opts->name,
+                      opts->address, opts->port, uv_strerror(rc));
+            /* The handle is closed by the caller's shutdown path; free here. */
+            uv_close((uv_handle_t *)&s->listener, NULL);
+            uv_run(loop, UV_RUN_NOWAIT);
+            free(s);
+            return rc;
+        }
+    } else {
+        log_error("listen_failed", "%s: bad address %s", opts->name, opts->address);
+        free(s);
+        return rc;
+    }
+    log_info("listening", "%s on %s:%d", opts->name, opts->address, opts->port);
+    *out = s;
+    return 0;
+}
+
+static void maybe_finish_shutdown(struct http_server *s)
+{
+    if (!s->draining || !s->listener_closed || s->n_conns > 0)
+        return;
+    void (*done)(void *) = s->done;
+    void *arg = s->done_arg;
+    s->done = NULL;
+    free(s);
+    if (done)
+        done(arg);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct http_server *s = h->data;
+    s->listener_closed = true;
+    maybe_finish_shutdown(s);
+}
+
+void http_server_shutdown(struct http_server *s, void (*done)(void *), void *arg)
+{
+    if (s->draining)
+        return;
+    s->draining = true;
+    s->done = done;
+    s->done_arg = arg;
+    for (struct http_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_IDLE && c->in.len == 0)
+            conn_close(c);
+    }
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
+size_t http_server_in_flight(const struct http_server *s)
+{
+    return s->in_flight;
+}
+
+size_t http_server_connections(const struct http_server *s)
+{
+    return s->n_conns;
+}

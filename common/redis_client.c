@@ -1,0 +1,399 @@
+/* redis_client: hiredis async + libuv, with deadlines and reconnection.
+ * The only file that includes hiredis's libuv adapter. */
+#include "redis_client.h"
+#include "log.h"
+#include "util.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 20
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+/* One request: answered once, freed when hiredis is done with it too. */
+struct pending {
+    struct rc *rc;
+    rc_reply_fn cb;
+    void *arg;
+    double deadline;
+    bool answered;
+    bool internal; /* handshake command: does not count as a user request */
+    struct pending *prev, *next;
+};
+
+struct rc {
+    uv_loop_t *loop;
+    struct rc_opts opts;
+    char *host, *username, *password, *name;
+    redisAsyncContext *ac;
+    bool up;
+    bool closing;
+    int backoff_ms;
+    uv_timer_t tick;      /* checks deadlines */
+    uv_timer_t reconnect; /* backoff */
+    uv_getaddrinfo_t resolver;
+    bool resolving;
+    struct pending *head; /* oldest first: Redis answers in order */
+    int handles_open;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static void start_connect(struct rc *rc);
+
+static void list_remove(struct rc *rc, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        rc->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void answer(struct pending *p, redisReply *reply, const char *err)
+{
+    if (p->answered)
+        return;
+    p->answered = true;
+    if (p->cb)
+        p->cb(reply, err, p->arg);
+}
+
+/* hiredis calls this once per command: with the reply, or NULL when the
+ * context goes away. */
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct pending *p = privdata;
+    struct rc *rc = p->rc;
+    list_remove(rc, p);
+    answer(p, r, r ? NULL : "disconnected");
+    free(p);
+}
+
+static void schedule_reconnect(struct rc *rc)
+{
+    if (rc->closing || rc->ac || rc->resolving || uv_is_active((uv_handle_t *)&rc->reconnect))
+        return;
+    uv_timer_start(&rc->reconnect, (uv_timer_cb)start_connect, (uint64_t)rc->backoff_ms, 0);
+    rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
+}
+
+static void set_up(struct rc *rc, bool up)
+{
+    if (rc->up == up)
+        return;
+    rc->up = up;
+    if (up) {
+        rc->backoff_ms = BACKOFF_MIN_MS;
+        log_info("redis_up", "%s: connected to %s:%d", rc->name, rc->host, rc->opts.port);
+    } else {
+        log_warn("redis_down", "%s: connection to %s:%d lost", rc->name, rc->host, rc->opts.port);
+    }
+    if (rc->opts.on_state && !rc->closing)
+        rc->opts.on_state(rc, up, rc->opts.state_arg);
+}
+
+/* Drops the connection now; every pending request is answered. */
+static void drop(struct rc *rc, const char *why)
+{
+    redisAsyncContext *ac = rc->ac;
+    rc->ac = NULL;
+    /* Answer first so the reason reaches the caller, then let hiredis run
+     * its NULL callbacks, which only free. */
+    for (struct pending *p = rc->head; p; p = p->next)
+        answer(p, NULL, why);
+    if (ac)
+        redisAsyncFree(ac);
+    set_up(rc, false);
+    schedule_reconnect(rc);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct rc *rc = t->data;
+    double now = util_mono_seconds();
+    for (struct pending *p = rc->head; p; p = p->next) {
+        if (!p->answered && now >= p->deadline) {
+            log_warn("redis_timeout", "%s: no answer within the deadline; reconnecting",
+                     rc->name);
+            /* Later replies on this connection would be out of step with the
+             * requests still waiting: start a fresh connection. */
+            drop(rc, "timeout");
+            break;
+        }
+    }
+    if (!rc->head)
+        uv_timer_stop(&rc->tick);
+}
+
+static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms)
+{
+    struct pending *p = xcalloc(1, sizeof *p);
+    p->rc = rc;
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline = util_mono_seconds() + timeout_ms / 1000.0;
+    /* Append at the tail: keep answer order. */
+    struct pending **pp = &rc->head, *last = NULL;
+    while (*pp) {
+        last = *pp;
+        pp = &(*pp)->next;
+    }
+    p->prev = last;
+    *pp = p;
+    if (!uv_is_active((uv_handle_t *)&rc->tick))
+        uv_timer_start(&rc->tick, on_tick, TICK_MS, TICK_MS);
+    return p;
+}
+
+static void on_handshake(redisReply *reply, const char *err, void *arg)
+{
+    struct rc *rc = arg;
+    if (!reply) {
+        log_warn("redis_connect_failed", "%s: %s:%d: %s", rc->name, rc->host, rc->opts.port, err);
+        return; /* drop() or the disconnect callback reconnects */
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis_auth_failed", "%s: %s", rc->name, reply->str);
+        if (rc->ac)
+            drop(rc, "handshake failed");
+        return;
+    }
+    set_up(rc, true);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct rc *rc = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        log_warn("redis_connect_failed", "%s: %s:%d: %s", rc->name, rc->host, rc->opts.port,
+                 ac->errstr);
+        if (rc->ac == ac)
+            rc->ac = NULL;
+        set_up(rc, false);
+        schedule_reconnect(rc);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    struct rc *rc = ac->data;
+    if (rc->ac == ac) {
+        rc->ac = NULL;
+        set_up(rc, false);
+        schedule_reconnect(rc);
+    }
+}
+
+/* Sends the handshake before any user command: AUTH, SELECT, then PING
+ * whose answer marks the connection usable. Their failures show in on_handshake. */
+static void send_handshake(struct rc *rc)
+{
+    struct pending *p;
+    if (rc->password[0]) {
+        p = track(rc, NULL, NULL, rc->opts.timeout_ms);
+        p->internal = true;
+        if (rc->username[0])
+            redisAsyncCommand(rc->ac, on_reply, p, "AUTH %s %s", rc->username, rc->password);
+        else
+            redisAsyncCommand(rc->ac, on_reply, p, "AUTH %s", rc->password);
+        p->cb = on_handshake;
+        p->arg = rc;
+    }
+    if (rc->opts.db) {
+        p = track(rc, on_handshake, rc, rc->opts.timeout_ms);
+        p->internal = true;
+        redisAsyncCommand(rc->ac, on_reply, p, "SELECT %d", rc->opts.db);
+    }
+    p = track(rc, on_handshake, rc, rc->opts.timeout_ms);
+    p->internal = true;
+    redisAsyncCommand(rc->ac, on_reply, p, "PING");
+}
+
+static void connect_to(struct rc *rc, const char *ip)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, rc->opts.port);
+    if (!ac || ac->err) {
+        log_warn("redis_connect_failed", "%s: %s", rc->name, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_reconnect(rc);
+        return;
+    }
+    ac->data = rc;
+    if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_reconnect(rc);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    rc->ac = ac;
+    send_handshake(rc);
+}
+
+static void release(struct rc *rc);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct rc *rc = req->data;
+    rc->resolving = false;
+    if (rc->closing) {
+        uv_freeaddrinfo(res);
+        release(rc);
+        return;
+    }
+    rc->handles_open--;
+    if (status < 0 || !res) {
+        log_warn("redis_resolve_failed", "%s: %s: %s", rc->name, rc->host, uv_strerror(status));
+        uv_freeaddrinfo(res);
+        schedule_reconnect(rc);
+        return;
+    }
+    char ip[64] = {0};
+    if (res->ai_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
+    else
+        uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
+    uv_freeaddrinfo(res);
+    connect_to(rc, ip);
+}
+
+/* hiredis resolves names with a blocking call, so resolve first on libuv's
+ * thread pool and give hiredis the address. */
+static void start_connect(struct rc *rc)
+{
+    if (rc->closing || rc->ac || rc->resolving)
+        return;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    rc->resolver.data = rc;
+    rc->resolving = true;
+    rc->handles_open++; /* the lookup must end before rc is freed */
+    if (uv_getaddrinfo(rc->loop, &rc->resolver, on_resolved, rc->host, NULL, &hints) < 0) {
+        rc->resolving = false;
+        rc->handles_open--;
+        schedule_reconnect(rc);
+    }
+}
+
+struct rc *rc_create(uv_loop_t *loop, const struct rc_opts *opts)
+{
+    struct rc *rc = xcalloc(1, sizeof *rc);
+    rc->loop = loop;
+    rc->opts = *opts;
+    rc->name = xstrdup(opts->name);
+    rc->host = xstrdup(opts->host);
+    rc->username = xstrdup(opts->username ? opts->username : "");
+    rc->password = xstrdup(opts->password ? opts->password : "");
+    rc->backoff_ms = BACKOFF_MIN_MS;
+    uv_timer_init(loop, &rc->tick);
+    uv_timer_init(loop, &rc->reconnect);
+    rc->tick.data = rc->reconnect.data = rc;
+    rc->handles_open = 2;
+    start_connect(rc);
+    return rc;
+}
+
+bool rc_is_up(const struct rc *rc)
+{
+    return rc->up;
+}
+
+static struct pending *begin(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms)
+{
+    if (!rc->ac || rc->closing) {
+        cb(NULL, rc->closing ? "closing" : "disconnected", arg);
+        return NULL;
+    }
+    return track(rc, cb, arg, timeout_ms);
+}
+
+/* hiredis refuses a command only when the context is going away. */
+static void sent(struct rc *rc, struct pending *p, int status)
+{
+    if (status == REDIS_OK)
+        return;
+    list_remove(rc, p);
+    answer(p, NULL, "disconnected");
+    free(p);
+}
+
+static void vcommand(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *arg, const char *fmt,
+                     va_list ap)
+{
+    struct pending *p = begin(rc, cb, arg, timeout_ms);
+    if (p)
+        sent(rc, p, redisvAsyncCommand(rc->ac, on_reply, p, fmt, ap));
+}
+
+void rc_command(struct rc *rc, rc_reply_fn cb, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcommand(rc, rc->opts.timeout_ms, cb, arg, fmt, ap);
+    va_end(ap);
+}
+
+void rc_command_deadline(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *arg,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcommand(rc, timeout_ms, cb, arg, fmt, ap);
+    va_end(ap);
+}
+
+void rc_command_argv(struct rc *rc, rc_reply_fn cb, void *arg, int argc, const char **argv,
+                     const size_t *lens)
+{
+    struct pending *p = begin(rc, cb, arg, rc->opts.timeout_ms);
+    if (p)
+        sent(rc, p, redisAsyncCommandArgv(rc->ac, on_reply, p, argc, argv, lens));
+}
+
+static void release(struct rc *rc)
+{
+    if (--rc->handles_open > 0)
+        return;
+    void (*done)(void *) = rc->done;
+    void *arg = rc->done_arg;
+    free(rc->name);
+    free(rc->host);
+    free(rc->username);
+    free(rc->password);
+    free(rc);
+    if (done)
+        done(arg);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+void rc_close(struct rc *rc, void (*done)(void *), void *arg)
+{
+    rc->closing = true;
+    rc->done = done;
+    rc->done_arg = arg;
+    redisAsyncContext *ac = rc->ac;
+    rc->ac = NULL;
+    for (struct pending *p = rc->head; p; p = p->next)
+        answer(p, NULL, "closing");
+    if (ac)
+        redisAsyncFree(ac);
+    if (rc->resolving)
+        uv_cancel((uv_req_t *)&rc->resolver);
+    uv_close((uv_handle_t *)&rc->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&rc->reconnect, on_handle_closed);
+}
