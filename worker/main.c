@@ -1,0 +1,159 @@
+/* surge-worker: takes job ids off the Redis queue and runs them.
+ * Modules: fetcher.c, runner.c, handlers.c (read, burn), upkeep.c,
+ * pg_pool.c; admin port from common/admin.c. */
+#include "admin.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static struct app app;
+static struct worker worker;
+static struct http_server *admin_server;
+static bool closing;
+
+static void on_redis_state(struct rc *rc, bool up, void *arg)
+{
+    (void)rc;
+    struct worker *w = arg;
+    if (up && !w->stopping)
+        upkeep_now(w);
+}
+
+/* Health of PostgreSQL: ready when at least one connection is open. The
+ * latency is that of a real query on a free connection. */
+struct pg_probe {
+    struct health *h;
+    int idx;
+    double started;
+};
+
+static void on_pg_probe(PGresult *res, const char *err, void *arg)
+{
+    struct pg_probe *p = arg;
+    double ms = (util_mono_seconds() - p->started) * 1000.0;
+    if (!res)
+        health_report(p->h, p->idx, false, ms, err);
+    else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        health_report(p->h, p->idx, false, ms, PQresultErrorMessage(res));
+    else
+        health_report(p->h, p->idx, true, ms, NULL);
+    free(p);
+}
+
+static void probe_postgres(struct health *h, int idx, void *arg)
+{
+    struct worker *w = arg;
+    struct pg_probe *p = xmalloc(sizeof *p);
+    p->h = h;
+    p->idx = idx;
+    p->started = util_mono_seconds();
+    const char *values[] = {"0"};
+    pg_pool_exec(w->pg, "item_by_id", 1, values, on_pg_probe, p);
+}
+
+static void close_all(void)
+{
+    if (closing)
+        return;
+    closing = true;
+    struct worker *w = &worker;
+    upkeep_stop(w);
+    uv_close((uv_handle_t *)&w->fetch_backoff, NULL);
+    /* Connections first: their pending probes report to health before it closes. */
+    rc_close(w->fetch, NULL, NULL);
+    rc_close(w->redis, NULL, NULL);
+    pg_pool_close(w->pg, NULL, NULL);
+    health_close(w->health, NULL, NULL);
+    http_server_shutdown(admin_server, NULL, NULL);
+    buf_free(&w->processing);
+    buf_free(&w->heartbeat);
+    app_stopped(&app);
+}
+
+void worker_maybe_exit(struct worker *w)
+{
+    if (!w->stopping || w->in_flight > 0 || w->fetch_outstanding)
+        return;
+    log_info("drained", "no job left in hand");
+    close_all();
+}
+
+static void on_stop(struct app *a)
+{
+    (void)a;
+    struct worker *w = &worker;
+    w->stopping = true;
+    health_set_shutting_down(w->health);
+    uv_timer_stop(&w->fetch_backoff);
+    runner_drain(w);
+    worker_maybe_exit(w);
+}
+
+static void on_grace_over(struct app *a)
+{
+    (void)a;
+    /* Whatever we still hold stays in our processing list; once our heartbeat
+     * expires another worker puts it back on the queue. */
+    log_error("shutdown_forced", "%d job(s) still in hand; they will be recovered",
+              worker.in_flight);
+    exit(1);
+}
+
+int main(void)
+{
+    app.on_stop = on_stop;
+    app.on_grace_over = on_grace_over;
+    app_init(&app, "surge-worker");
+    const struct cfg *cfg = &app.cfg;
+    struct worker *w = &worker;
+    w->app = &app;
+    w->cfg = cfg;
+    w->loop = app.loop;
+    char host[64] = "worker";
+    gethostname(host, sizeof host - 1);
+    snprintf(w->name, sizeof w->name, "%s-%d", host, (int)getpid());
+    key_processing(&w->processing, w->name);
+    key_heartbeat(&w->heartbeat, w->name);
+    srand((unsigned)getpid() ^ (unsigned)util_now_ms());
+
+    struct rc_opts ro = {
+        .name = "redis",
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .db = cfg->redis_db,
+        .username = cfg->redis_username,
+        .password = cfg->redis_password,
+        .timeout_ms = cfg->redis_timeout_ms,
+        .on_state = on_redis_state,
+        .state_arg = w,
+    };
+    w->redis = rc_create(w->loop, &ro);
+    ro.name = "redis-fetch";
+    ro.on_state = NULL;
+    w->fetch = rc_create(w->loop, &ro);
+    w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->worker_concurrency, handler_statements,
+                           handler_statement_count, cfg->job_timeout_seconds * 1000);
+    uv_timer_init(w->loop, &w->fetch_backoff);
+    w->fetch_backoff.data = w;
+
+    w->health = health_create(w->loop);
+    health_add(w->health, "redis", admin_probe_redis, w->redis);
+    w->pg_health_idx = health_add(w->health, "postgres", probe_postgres, w);
+    struct admin_opts ao = {
+        .address = cfg->bind_address,
+        .port = cfg->admin_port,
+        .health = w->health,
+    };
+    if (admin_start(&admin_server, w->loop, &ao) < 0) {
+        log_error("start_failed", "cannot listen on the admin port; exiting");
+        return 1;
+    }
+    upkeep_start(w);
+    log_info("started", "surge-worker %s: concurrency %d, admin %s:%d", w->name,
+             cfg->worker_concurrency, cfg->bind_address, cfg->admin_port);
+    return app_run(&app);
+}

@@ -1,0 +1,290 @@
+/* runner: the life of one job in this worker.
+ *   start script (running, attempt counted) -> handler -> outcome script
+ * The id stays in our processing list until the outcome script removes it
+ * in the same atomic step that records the outcome. */
+#include "json_writer.h"
+#include "log.h"
+#include "scripts.h"
+#include "util.h"
+#include "worker.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OUTCOME_RETRY_MS 1000
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_MAX_MS 300000
+
+static void iso_now(char out[32])
+{
+    util_format_iso8601(util_now_ms(), out, 32);
+}
+
+static void error_json(struct buf *out, const char *code, const char *message)
+{
+    struct json_writer jw;
+    jw_init(&jw, out);
+    jw_object_begin(&jw);
+    jw_key_string(&jw, "code", code);
+    jw_key_string(&jw, "message", message);
+    jw_object_end(&jw);
+}
+
+static void run_free(struct job_run *run)
+{
+    struct worker *w = run->w;
+    if (run->prev)
+        run->prev->next = run->next;
+    else
+        w->runs = run->next;
+    if (run->next)
+        run->next->prev = run->prev;
+    buf_free(&run->outcome_script_args);
+    free(run);
+    w->in_flight--;
+    fetcher_kick(w);
+    worker_maybe_exit(w);
+}
+
+/* ---- writing the outcome, retried until Redis takes it ---- */
+
+/* The outcome command is kept as argv in one buffer of NUL-separated strings
+ * so it can be sent again unchanged if Redis is away. */
+static void outcome_add(struct buf *b, const char *s)
+{
+    buf_append(b, s, strlen(s) + 1);
+}
+
+static void send_outcome(struct job_run *run);
+
+static void close_free(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_outcome_retry(uv_timer_t *t)
+{
+    struct job_run *run = t->data;
+    uv_close((uv_handle_t *)t, close_free);
+    send_outcome(run);
+}
+
+static void on_outcome(redisReply *reply, const char *err, void *arg)
+{
+    struct job_run *run = arg;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        log_warn("outcome_not_written", "job %s: %s; trying again", run->id,
+                 reply ? reply->str : err);
+        uv_timer_t *t = xmalloc(sizeof *t);
+        uv_timer_init(run->w->loop, t);
+        t->data = run;
+        uv_timer_start(t, on_outcome_retry, OUTCOME_RETRY_MS, 0);
+        return;
+    }
+    const char *outcome = reply->type == REDIS_REPLY_STRING ? reply->str : "requeued";
+    double secs = util_mono_seconds() - run->started;
+    log_info("job_finished", "job %s (%s) %s after %.3f s, attempt %d", run->id,
+             job_type_name(run->type), outcome, secs, run->attempts);
+    run_free(run);
+}
+
+static void send_outcome(struct job_run *run)
+{
+    const char *argv[16];
+    size_t lens[16];
+    int argc = 0;
+    const char *p = run->outcome_script_args.data;
+    const char *end = p + run->outcome_script_args.len;
+    while (p < end && argc < 16) {
+        argv[argc] = p;
+        lens[argc] = strlen(p);
+        p += lens[argc++] + 1;
+    }
+    rc_command_argv(run->w->redis, on_outcome, run, argc, argv, lens);
+}
+
+static void outcome_begin(struct job_run *run, const char *script, int nkeys, struct buf *job_key)
+{
+    struct buf *b = &run->outcome_script_args;
+    buf_reset(b);
+    char n[8];
+    snprintf(n, sizeof n, "%d", nkeys);
+    outcome_add(b, "EVAL");
+    outcome_add(b, script);
+    outcome_add(b, n);
+    key_job(job_key, run->id);
+    outcome_add(b, job_key->data);
+    outcome_add(b, run->w->processing.data);
+}
+
+void runner_succeed(struct job_run *run, const char *result_json)
+{
+    struct buf key = {0};
+    char now[32], ttl[16];
+    iso_now(now);
+    snprintf(ttl, sizeof ttl, "%d", run->w->cfg->result_ttl_seconds);
+    outcome_begin(run, script_succeed, 2, &key);
+    outcome_add(&run->outcome_script_args, run->id);
+    outcome_add(&run->outcome_script_args, result_json);
+    outcome_add(&run->outcome_script_args, now);
+    outcome_add(&run->outcome_script_args, ttl);
+    buf_free(&key);
+    send_outcome(run);
+}
+
+/* Exponential backoff with full jitter: 1 s, 2 s, 4 s... capped, times a
+ * random factor in [0.5, 1), so retries of many jobs do not arrive together. */
+static int64_t retry_delay_ms(int attempts)
+{
+    double base = BACKOFF_BASE_MS * pow(2.0, attempts > 1 ? attempts - 1 : 0);
+    if (base > BACKOFF_MAX_MS)
+        base = BACKOFF_MAX_MS;
+    return (int64_t)(base * (0.5 + 0.5 * ((double)rand() / ((double)RAND_MAX + 1.0))));
+}
+
+void runner_fail(struct job_run *run, const char *code, const char *message, bool permanent)
+{
+    struct worker *w = run->w;
+    struct buf key = {0}, err = {0};
+    char now[32], ttl[16], max[16], retry_at[24];
+    iso_now(now);
+    snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
+    snprintf(max, sizeof max, "%d", w->cfg->max_attempts);
+    snprintf(retry_at, sizeof retry_at, "%lld",
+             permanent ? 0LL : (long long)(util_now_ms() + retry_delay_ms(run->attempts)));
+    error_json(&err, code, message);
+    log_warn("job_failed", "job %s (%s) attempt %d: %s: %s", run->id, job_type_name(run->type),
+             run->attempts, code, message);
+    outcome_begin(run, script_fail, 4, &key);
+    /* KEYS 3 and 4 come after the processing list. */
+    outcome_add(&run->outcome_script_args, key_retry());
+    outcome_add(&run->outcome_script_args, key_dead());
+    outcome_add(&run->outcome_script_args, run->id);
+    outcome_add(&run->outcome_script_args, err.data);
+    outcome_add(&run->outcome_script_args, now);
+    outcome_add(&run->outcome_script_args, ttl);
+    outcome_add(&run->outcome_script_args, max);
+    outcome_add(&run->outcome_script_args, retry_at);
+    buf_free(&key);
+    buf_free(&err);
+    send_outcome(run);
+}
+
+static void requeue(struct job_run *run)
+{
+    struct buf key = {0};
+    outcome_begin(run, script_requeue, 3, &key);
+    outcome_add(&run->outcome_script_args, key_queue());
+    outcome_add(&run->outcome_script_args, run->id);
+    buf_free(&key);
+    log_info("job_requeued", "job %s (%s) goes back on the queue: this worker is stopping",
+             run->id, job_type_name(run->type));
+    send_outcome(run);
+}
+
+/* ---- starting ---- */
+
+static void on_started(redisReply *reply, const char *err, void *arg)
+{
+    struct job_run *run = arg;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        /* The id stays in our processing list; upkeep puts it back. */
+        log_warn("job_start_failed", "job %s: %s", run->id, reply ? reply->str : err);
+        run_free(run);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STRING) {
+        log_error("job_unreadable", "job %s has no readable hash; moved to the dead list",
+                  run->id);
+        run_free(run);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        runner_fail(run, "bad_job", "the job hash has no type", true);
+        return;
+    }
+    const redisReply *type = reply->element[0], *params = reply->element[1];
+    run->attempts = (int)strtol(reply->element[2]->str, NULL, 10);
+    run->type = job_type_parse(type->str, (size_t)type->len);
+    if (run->type == JOB_TYPE_UNKNOWN) {
+        /* Count it as failed for good: no worker will ever know this type. */
+        runner_fail(run, "unknown_type", "this worker does not know the job's type", true);
+        return;
+    }
+    struct job_error jerr;
+    if (params->type != REDIS_REPLY_STRING ||
+        job_parse_params(run->type, params->str, (size_t)params->len,
+                         run->w->cfg->burn_default_seconds, run->w->cfg->burn_max_seconds,
+                         &run->params, &jerr)) {
+        runner_fail(run, "bad_params", params->type == REDIS_REPLY_STRING ? jerr.message
+                                                                          : "no params",
+                    true);
+        return;
+    }
+    log_debug("job_started", "job %s (%s) attempt %d", run->id, job_type_name(run->type),
+              run->attempts);
+    if (run->w->stopping && run->type == JOB_BURN) {
+        requeue(run);
+        return;
+    }
+    handler_run(run);
+}
+
+void runner_begin(struct worker *w, const char *id, size_t len)
+{
+    struct job_run *run = xcalloc(1, sizeof *run);
+    run->w = w;
+    snprintf(run->id, sizeof run->id, "%.*s", (int)(len < JOB_ID_LEN ? len : JOB_ID_LEN), id);
+    run->started = util_mono_seconds();
+    run->type = JOB_TYPE_UNKNOWN;
+    run->next = w->runs;
+    if (w->runs)
+        w->runs->prev = run;
+    w->runs = run;
+    w->in_flight++;
+
+    struct buf key = {0}, err = {0};
+    char now[32], ttl[16];
+    iso_now(now);
+    snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
+    error_json(&err, "unreadable_job", "the job's hash was missing or incomplete when a worker "
+                                       "took it");
+    key_job(&key, run->id);
+    /* The id is passed as received: an id that is not ours to parse still
+     * reaches the dead list under its own name. */
+    const char *argv[] = {"EVAL", script_start, "3", key.data, w->processing.data, key_dead(),
+                          w->name, now, run->id, ttl, err.data};
+    size_t lens[ARRAY_LEN(argv)];
+    for (size_t i = 0; i < ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (len != strlen(run->id)) {
+        argv[8] = id; /* never truncate an id we did not make */
+        lens[8] = len;
+    }
+    rc_command_argv(w->redis, on_started, run, (int)ARRAY_LEN(argv), argv, lens);
+    buf_free(&key);
+    buf_free(&err);
+}
+
+void runner_drain(struct worker *w)
+{
+    double grace = w->cfg->shutdown_grace_seconds;
+    for (struct job_run *run = w->runs; run; run = run->next) {
+        if (run->type != JOB_BURN || !run->burn)
+            continue;
+        double left = run->params.seconds - (util_mono_seconds() - run->started);
+        /* Keep a margin for writing the outcome before the grace runs out. */
+        if (left > grace - 2.0) {
+            run->requeue = true;
+            handler_cancel(run);
+        }
+    }
+}
+
+void runner_requeue_cancelled(struct job_run *run)
+{
+    requeue(run);
+}

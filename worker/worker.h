@@ -1,0 +1,90 @@
+/* worker: the state of one surge-worker process, shared by its modules:
+ * fetcher.c (takes ids off the queue), runner.c (a job's life), handlers.c
+ * (read and burn), upkeep.c (heartbeat, retries, recovery). */
+#ifndef SURGE_WORKER_H
+#define SURGE_WORKER_H
+
+#include "app.h"
+#include "buf.h"
+#include "health.h"
+#include "job.h"
+#include "pg_pool.h"
+#include "redis_client.h"
+
+#include <stdbool.h>
+#include <uv.h>
+
+struct burn;
+
+/* One job this worker holds, from BLMOVE until its outcome is written. */
+struct job_run {
+    struct worker *w;
+    char id[JOB_ID_LEN + 1];
+    enum job_type type;
+    struct job_request params;
+    int attempts;
+    double started; /* monotonic */
+    struct burn *burn; /* while a burn runs */
+    bool requeue;      /* shutdown: put back instead of finishing */
+    struct buf outcome_script_args; /* kept to retry writing the outcome */
+    struct job_run *prev, *next;
+};
+
+struct worker {
+    struct app *app;
+    const struct cfg *cfg;
+    uv_loop_t *loop;
+    char name[128];           /* {hostname}-{pid} */
+    struct buf processing;    /* surge:processing:{name} */
+    struct buf heartbeat;     /* surge:worker:{name} */
+    struct rc *redis;         /* job state, heartbeats */
+    struct rc *fetch;         /* BLMOVE only: it blocks its connection */
+    struct pg_pool *pg;
+    struct health *health;
+    int pg_health_idx;
+    struct job_run *runs;
+    int in_flight;
+    bool fetch_outstanding;
+    bool stopping;
+    uv_timer_t fetch_backoff;
+    uv_timer_t upkeep;
+    unsigned upkeep_ticks;
+    bool scan_running;      /* a recovery SCAN is going through the keys */
+    char orphans[16][JOB_ID_LEN + 1]; /* ids seen in our list but not held */
+    int n_orphans;
+    bool orphan_check_running;
+    bool own_list_recovered; /* fetching starts only after this */
+    bool own_recovery_running;
+};
+
+/* fetcher.c: asks for more work while there is room and we are not stopping. */
+void fetcher_kick(struct worker *w);
+
+/* runner.c */
+void runner_begin(struct worker *w, const char *id, size_t len);
+/* Outcome of a handler: result is JSON text; error code/message for failures.
+ * permanent failures are not retried (the input can never succeed). */
+void runner_succeed(struct job_run *run, const char *result_json);
+void runner_fail(struct job_run *run, const char *code, const char *message, bool permanent);
+/* Shutdown: cancels burns that cannot end within the grace period and puts
+ * their jobs back on the queue. */
+void runner_drain(struct worker *w);
+/* A burn cancelled for shutdown has stopped: put its job back. */
+void runner_requeue_cancelled(struct job_run *run);
+
+/* handlers.c */
+void handler_run(struct job_run *run);
+void handler_cancel(struct job_run *run);
+extern const struct pg_statement handler_statements[];
+extern const int handler_statement_count;
+
+/* upkeep.c: heartbeat, retry promotion, recovery of dead workers' jobs. */
+void upkeep_start(struct worker *w);
+void upkeep_stop(struct worker *w);
+/* Runs the upkeep at once (Redis just came up). */
+void upkeep_now(struct worker *w);
+
+/* main.c: called whenever in_flight drops; finishes a shutdown when idle. */
+void worker_maybe_exit(struct worker *w);
+
+#endif
