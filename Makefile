@@ -1,0 +1,109 @@
+# surge — build, test and run. `make help` lists the targets.
+# Two build trees side by side: build/release (-O2) and build/san (ASan+UBSan).
+
+CC      ?= cc
+BUILD   ?= release
+OUT     := build/$(BUILD)
+PKGS    := libuv hiredis libpq
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Werror
+CFLAGS_COMMON := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(WARN) -MMD -MP \
+                 -Icommon -isystem /usr/include/postgresql \
+                 $(shell pkg-config --cflags-only-other $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lhiredis -lpq) \
+           -lhttp_parser -lpthread -lm
+
+ifeq ($(BUILD),san)
+  CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS_MODE := -fsanitize=address,undefined
+else
+  CFLAGS_MODE := -O2
+  LDFLAGS_MODE :=
+endif
+CFLAGS  += $(CFLAGS_COMMON) $(CFLAGS_MODE)
+LDFLAGS += $(LDFLAGS_MODE)
+
+COMMON_SRC := $(wildcard common/*.c)
+API_SRC    := $(wildcard api/*.c)
+WORKER_SRC := $(wildcard worker/*.c)
+UNIT_SRC   := $(wildcard test/unit/*.c)
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(OUT)/%.o)
+API_OBJ    := $(API_SRC:%.c=$(OUT)/%.o)
+WORKER_OBJ := $(WORKER_SRC:%.c=$(OUT)/%.o)
+# Unit tests link the modules they test, minus the binaries' main().
+UNIT_OBJ   := $(UNIT_SRC:%.c=$(OUT)/%.o) $(COMMON_OBJ) \
+              $(filter-out $(OUT)/api/main.o,$(API_OBJ)) \
+              $(filter-out $(OUT)/worker/main.o,$(WORKER_OBJ))
+
+VENV    := .venv
+PYTEST  := $(VENV)/bin/pytest
+
+.PHONY: all san deps venv unit test test-unit test-integration run clean help
+all: $(OUT)/surge-api $(OUT)/surge-worker
+
+help:
+	@echo "make            build build/release/surge-api and surge-worker"
+	@echo "make san        the same with ASan+UBSan under build/san"
+	@echo "make run        local Redis + PostgreSQL in .data/, the api and two workers"
+	@echo "make test       install what is missing, then every test (release and san)"
+	@echo "make clean      remove build/"
+
+$(OUT)/surge-api: $(API_OBJ) $(COMMON_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/surge-worker: $(WORKER_OBJ) $(COMMON_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/unit-tests: $(UNIT_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs check) $(LDLIBS)
+
+$(OUT)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
+san:
+	$(MAKE) BUILD=san all
+
+deps:
+	scripts/install-deps.sh build run test
+
+$(VENV)/.installed: test/requirements.txt $(wildcard test/*/requirements.txt)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(foreach f,$^,-r $(f))
+	touch $@
+venv: $(VENV)/.installed
+
+test-unit:
+	$(MAKE) BUILD=release build/release/unit-tests
+	$(MAKE) BUILD=san build/san/unit-tests
+	build/release/unit-tests
+	build/san/unit-tests
+
+test-integration: venv all san
+	SURGE_BIN_DIR=build/release $(PYTEST) -q test/integration
+	SURGE_BIN_DIR=build/san $(PYTEST) -q test/integration
+
+test: deps
+	$(MAKE) all san
+	$(MAKE) test-unit
+	$(MAKE) test-integration
+	$(MAKE) test-extra
+
+# Other test suites (manifests, image, metrics) hook in here from mk/*.mk.
+.PHONY: test-extra
+test-extra::
+	@true
+
+run: deps all
+	scripts/run-local.sh
+
+clean:
+	rm -rf build
+
+-include mk/*.mk
+-include $(shell find build -name '*.d' 2>/dev/null)
