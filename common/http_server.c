@@ -7,6 +7,7 @@
  * request or write refers to it (`refs`). */
 #include "http_server.h"
 #include "buf.h"
+#include "http_parse.h"
 #include "json_writer.h"
 #include "log.h"
 #include "util.h"
@@ -30,26 +31,14 @@ struct http_conn {
     uv_shutdown_t shutdown;
     struct http_server *server;
     struct http_conn *prev, *next;
-    http_parser parser;
+    struct http_parse parse;
     enum conn_state state;
     enum timer_purpose timer_purpose;
     int refs; /* open handles + outstanding request + writes in flight */
     bool in_process;
-    bool message_complete;
     bool keep_alive;
     bool lingering;
-    int early_status; /* an error found by the parser callbacks */
-    const char *early_code;
-    const char *early_message;
     struct buf in; /* received, not yet parsed */
-    struct buf url;
-    struct buf body;
-    struct buf content_type;
-    char field[16]; /* the current header name, enough to spot Content-Type */
-    size_t field_len;
-    bool field_is_content_type;
-    bool last_was_value;
-    size_t header_bytes;
     struct http_request req;
 };
 
@@ -57,7 +46,6 @@ struct http_server {
     uv_tcp_t listener;
     uv_loop_t *loop;
     struct http_server_opts opts;
-    http_parser_settings settings;
     struct http_conn *conns;
     size_t n_conns;
     size_t in_flight;
@@ -93,9 +81,7 @@ static void conn_unref(struct http_conn *c)
         c->next->prev = c->prev;
     s->n_conns--;
     buf_free(&c->in);
-    buf_free(&c->url);
-    buf_free(&c->body);
-    buf_free(&c->content_type);
+    http_parse_free(&c->parse);
     free(c);
     maybe_finish_shutdown(s);
 }
@@ -126,10 +112,7 @@ static void on_timer(uv_timer_t *t)
     struct http_conn *c = t->data;
     switch (c->timer_purpose) {
     case TIMER_HEADERS:
-        if (c->state == CONN_READING && c->parser.nread + c->url.len > 0) {
-            c->early_status = 408;
-            c->early_code = "request_timeout";
-            c->early_message = "the request was not received in time";
+        if (c->state != CONN_HANDLING && http_parse_timed_out(&c->parse)) {
             process_input(c);
             return;
         }
@@ -282,157 +265,28 @@ static void send_early_error(struct http_conn *c, int status, const char *code, 
     buf_free(&body);
 }
 
-/* ---- parser callbacks ---- */
-
-static void early(struct http_conn *c, int status, const char *code, const char *msg)
-{
-    if (!c->early_status) {
-        c->early_status = status;
-        c->early_code = code;
-        c->early_message = msg;
-    }
-    http_parser_pause(&c->parser, 1);
-}
-
-static int count_header_bytes(struct http_conn *c, size_t n)
-{
-    c->header_bytes += n;
-    if (c->header_bytes > c->server->opts.max_header_bytes) {
-        early(c, 431, "headers_too_large", "the request line and headers are too large");
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct http_conn *c = p->data;
-    c->state = CONN_READING;
-    c->message_complete = false;
-    c->header_bytes = 0;
-    c->field_len = 0;
-    c->field_is_content_type = false;
-    c->last_was_value = false;
-    buf_reset(&c->url);
-    buf_reset(&c->body);
-    buf_reset(&c->content_type);
-    if (c->timer_purpose != TIMER_HEADERS)
-        timer_start(c, TIMER_HEADERS, c->server->opts.header_timeout_ms);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    struct http_conn *c = p->data;
-    if (count_header_bytes(c, n))
-        return 0;
-    buf_append(&c->url, at, n);
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t n)
-{
-    struct http_conn *c = p->data;
-    if (count_header_bytes(c, n))
-        return 0;
-    if (c->last_was_value) {
-        c->field_len = 0;
-        c->last_was_value = false;
-    }
-    /* Names longer than the buffer cannot be Content-Type; keep counting. */
-    size_t room = sizeof c->field - c->field_len;
-    memcpy(c->field + c->field_len, at, n < room ? n : room);
-    c->field_len += n;
-    c->field_is_content_type =
-        c->field_len == 12 && strncasecmp(c->field, "content-type", 12) == 0;
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t n)
-{
-    struct http_conn *c = p->data;
-    if (count_header_bytes(c, n))
-        return 0;
-    c->last_was_value = true;
-    if (c->field_is_content_type)
-        buf_append(&c->content_type, at, n);
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
-    size_t max = c->server->opts.max_body_bytes;
-    bool has_length = p->content_length != ULLONG_MAX && p->content_length != 0;
-    bool chunked = (p->flags & F_CHUNKED) != 0;
-    bool needs_body = p->method == HTTP_POST || p->method == HTTP_PUT || p->method == HTTP_PATCH;
-    if (needs_body && !chunked && p->content_length == ULLONG_MAX)
-        early(c, 411, "length_required", "a Content-Length header is required");
-    else if (has_length && p->content_length > max)
-        early(c, 413, "payload_too_large", "the body is larger than the limit");
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    struct http_conn *c = p->data;
-    if (c->body.len + n > c->server->opts.max_body_bytes) {
-        early(c, 413, "payload_too_large", "the body is larger than the limit");
-        return 0;
-    }
-    buf_append(&c->body, at, n);
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct http_conn *c = p->data;
-    c->message_complete = true;
-    c->keep_alive = http_should_keep_alive(p) != 0;
-    http_parser_pause(p, 1);
-    return 0;
-}
-
 /* ---- dispatch ---- */
-
-static bool is_json_type(const struct buf *ct)
-{
-    static const char json[] = "application/json";
-    size_t n = sizeof json - 1;
-    if (ct->len < n || strncasecmp(ct->data, json, n) != 0)
-        return false;
-    /* Allow parameters: "application/json; charset=utf-8". */
-    return ct->len == n || ct->data[n] == ';' || ct->data[n] == ' ';
-}
 
 /* Hands the complete request to the handler. Returns -1 if it was not valid. */
 static int dispatch(struct http_conn *c)
 {
     struct http_server *s = c->server;
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(c->url.data ? c->url.data : "", c->url.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        send_early_error(c, 400, "bad_request", "the request target is not a valid path");
+    struct http_parsed parsed;
+    if (http_parse_take(&c->parse, &parsed) < 0)
         return -1;
-    }
     struct http_request *r = &c->req;
     memset(r, 0, sizeof *r);
-    /* Cut the path out in place: it ends where the query or fragment starts. */
-    char *path = c->url.data + u.field_data[UF_PATH].off;
-    path[u.field_data[UF_PATH].len] = '\0';
-    r->path = path;
-    r->path_len = u.field_data[UF_PATH].len;
-    r->method = (enum http_method)c->parser.method;
-    if (!c->body.data)
-        buf_append(&c->body, "", 0);
-    r->body = c->body.data;
-    r->body_len = c->body.len;
-    r->has_content_type = c->content_type.len > 0;
-    r->json_content_type = is_json_type(&c->content_type);
+    r->method = parsed.method;
+    r->path = parsed.path;
+    r->path_len = parsed.path_len;
+    r->body = parsed.body;
+    r->body_len = parsed.body_len;
+    r->has_content_type = parsed.has_content_type;
+    r->json_content_type = parsed.json_content_type;
     r->route = "other";
     r->started = util_mono_seconds();
     r->conn = c;
+    c->keep_alive = parsed.keep_alive;
 
     c->state = CONN_HANDLING;
     c->refs++; /* the request */
@@ -470,7 +324,7 @@ void http_respond_typed(struct http_request *req, int status, const char *conten
         return;
     }
     c->state = CONN_IDLE;
-    c->message_complete = false;
+    http_parse_next(&c->parse);
     timer_start(c, TIMER_IDLE, s->opts.idle_timeout_ms);
     conn_unref(c);
     process_input(c);
@@ -515,25 +369,20 @@ static void process_input(struct http_conn *c)
     c->in_process = true;
     c->refs++; /* keep c alive even if a handler closes it */
     while (c->state == CONN_IDLE || c->state == CONN_READING) {
-        if (c->early_status) {
-            send_early_error(c, c->early_status, c->early_code, c->early_message);
+        size_t used;
+        enum http_parse_result r = http_parse_feed(&c->parse, c->in.data, c->in.len, &used);
+        buf_consume(&c->in, used);
+        if (r == HTTP_PARSE_INCOMPLETE) {
+            if (c->parse.begun && c->state == CONN_IDLE) {
+                /* A request has begun: it must be complete by the deadline. */
+                c->state = CONN_READING;
+                timer_start(c, TIMER_HEADERS, c->server->opts.header_timeout_ms);
+            }
             break;
         }
-        if (c->in.len == 0)
-            break;
-        size_t n = http_parser_execute(&c->parser, &c->server->settings, c->in.data, c->in.len);
-        buf_consume(&c->in, n);
-        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-        if (err == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-            if (c->early_status)
-                continue;
-            if (c->message_complete && dispatch(c) < 0)
-                break;
-            continue;
-        }
-        if (err != HPE_OK) {
-            send_early_error(c, 400, "bad_request", http_errno_description(err));
+        if (r == HTTP_PARSE_ERROR || dispatch(c) < 0) {
+            send_early_error(c, c->parse.error_status, c->parse.error_code,
+                             c->parse.error_message);
             break;
         }
     }
@@ -578,8 +427,7 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
+    http_parse_init(&c->parse, s->opts.max_header_bytes, s->opts.max_body_bytes);
     c->state = CONN_IDLE;
     /* A new connection must send its request within the headers deadline. */
     timer_start(c, TIMER_HEADERS, s->opts.header_timeout_ms);
@@ -592,14 +440,6 @@ int http_server_start(struct http_server **out, uv_loop_t *loop,
     struct http_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->opts = *opts;
-    http_parser_settings_init(&s->settings);
-    s->settings.on_message_begin = on_message_begin;
-    s->settings.on_url = on_url;
-    s->settings.on_header_field = on_header_field;
-    s->settings.on_header_value = on_header_value;
-    s->settings.on_headers_complete = on_headers_complete;
-    s->settings.on_body = on_body;
-    s->settings.on_message_complete = on_message_complete;
 
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(opts->address, opts->port, (struct sockaddr_in *)&addr);

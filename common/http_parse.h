@@ -1,0 +1,67 @@
+/* http_parse: turns bytes into HTTP/1.1 requests with http_parser, enforcing
+ * the limits (header bytes, body bytes, a length on requests with a body).
+ * No I/O here: http_server.c feeds it, and unit tests feed it directly. */
+#ifndef SURGE_HTTP_PARSE_H
+#define SURGE_HTTP_PARSE_H
+
+#include "buf.h"
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum http_parse_result {
+    HTTP_PARSE_INCOMPLETE, /* every byte used; more are needed */
+    HTTP_PARSE_DONE,       /* a request is complete; bytes after it are left */
+    HTTP_PARSE_ERROR       /* answer error_status and close */
+};
+
+struct http_parse {
+    http_parser parser;
+    size_t max_header_bytes;
+    size_t max_body_bytes;
+    struct buf url;
+    struct buf body;
+    struct buf content_type;
+    char field[16]; /* the current header name, enough to spot Content-Type */
+    size_t field_len;
+    bool field_is_content_type;
+    bool last_was_value;
+    size_t header_bytes;
+    bool begun;    /* a byte of the current request has arrived */
+    bool complete; /* the current request is complete */
+    bool keep_alive;
+    int error_status;
+    const char *error_code;
+    const char *error_message;
+};
+
+/* A complete request, pointing into the parser's buffers (valid until
+ * http_parse_next or http_parse_free). */
+struct http_parsed {
+    enum http_method method;
+    char *path; /* NUL-terminated, without query or fragment */
+    size_t path_len;
+    const char *body; /* NUL-terminated */
+    size_t body_len;
+    bool has_content_type;
+    bool json_content_type; /* application/json, parameters allowed */
+    bool keep_alive;
+};
+
+void http_parse_init(struct http_parse *p, size_t max_header_bytes, size_t max_body_bytes);
+void http_parse_free(struct http_parse *p);
+/* Parses data[0..len); *used says how many bytes were taken. After DONE,
+ * call http_parse_take() and then http_parse_next() before feeding more. */
+enum http_parse_result http_parse_feed(struct http_parse *p, const char *data, size_t len,
+                                       size_t *used);
+/* Fills out from the complete request. Returns 0, or -1 (error_status set)
+ * if the request target is not a path. */
+int http_parse_take(struct http_parse *p, struct http_parsed *out);
+/* Gets ready for the next request on the same connection. */
+void http_parse_next(struct http_parse *p);
+/* The request did not arrive in time: turns into a 408 error if it had begun;
+ * returns whether it had. */
+bool http_parse_timed_out(struct http_parse *p);
+
+#endif
