@@ -125,43 +125,62 @@ static void method_not_allowed(struct http_request *req, const char *allow)
     http_respond_error(req, 405, "method_not_allowed", msg, headers);
 }
 
+void routes_match(enum http_method method, const char *path, size_t len, struct route_match *m)
+{
+    bool is_get = method == HTTP_GET || method == HTTP_HEAD;
+    bool is_post = method == HTTP_POST;
+    memset(m, 0, sizeof *m);
+    m->route = ROUTE_NONE;
+    m->label = "unknown";
+    if ((len == 5 && !memcmp(path, "/jobs", 5)) || (len == 6 && !memcmp(path, "/jobs/", 6))) {
+        m->route = ROUTE_JOBS;
+        m->label = "/jobs";
+        m->allow = "POST";
+        m->method_ok = is_post;
+        return;
+    }
+    if (len <= 6 || memcmp(path, "/jobs/", 6) != 0)
+        return;
+    const char *rest = path + 6;
+    size_t n = len - 6;
+    enum job_type t = job_type_parse(rest, n);
+    if (t != JOB_TYPE_UNKNOWN) {
+        m->route = t == JOB_READ ? ROUTE_JOBS_READ : ROUTE_JOBS_BURN;
+        m->label = t == JOB_READ ? "/jobs/read" : "/jobs/burn";
+        m->allow = "POST";
+        m->method_ok = is_post;
+        return;
+    }
+    if (memchr(rest, '/', n))
+        return;
+    m->route = ROUTE_JOB;
+    m->label = "/jobs/{id}";
+    m->allow = "GET";
+    m->method_ok = is_get;
+    m->id = rest;
+    m->id_len = n;
+}
+
 void routes_handle(struct http_request *req, void *ctx)
 {
     struct api_ctx *api = ctx;
-    const char *path = req->path;
-    static const char jobs[] = "/jobs";
-    bool is_get = req->method == HTTP_GET || req->method == HTTP_HEAD;
-
-    if (!strcmp(path, jobs) || !strcmp(path, "/jobs/")) {
-        req->route = "/jobs";
-        if (req->method != HTTP_POST)
-            method_not_allowed(req, "POST");
-        else
-            create_job(api, req, JOB_TYPE_UNKNOWN);
+    struct route_match m;
+    routes_match(req->method, req->path, req->path_len, &m);
+    req->route = m.label;
+    if (m.route == ROUTE_NONE) {
+        http_respond_error(req, 404, "not_found",
+                           "no such route; see POST /jobs and GET /jobs/{id}", NULL);
         return;
     }
-    if (!strncmp(path, "/jobs/", 6)) {
-        const char *rest = path + 6;
-        size_t n = req->path_len - 6;
-        enum job_type t = job_type_parse(rest, n);
-        if (t != JOB_TYPE_UNKNOWN) {
-            req->route = t == JOB_READ ? "/jobs/read" : "/jobs/burn";
-            if (req->method != HTTP_POST)
-                method_not_allowed(req, "POST");
-            else
-                create_job(api, req, t);
-            return;
-        }
-        if (!memchr(rest, '/', n)) {
-            req->route = "/jobs/{id}";
-            if (!is_get)
-                method_not_allowed(req, "GET");
-            else
-                get_job(api, req, rest, n);
-            return;
-        }
+    if (!m.method_ok) {
+        method_not_allowed(req, m.allow);
+        return;
     }
-    req->route = "unknown";
-    http_respond_error(req, 404, "not_found", "no such route; see POST /jobs and GET /jobs/{id}",
-                       NULL);
+    switch (m.route) {
+    case ROUTE_JOBS: create_job(api, req, JOB_TYPE_UNKNOWN); break;
+    case ROUTE_JOBS_READ: create_job(api, req, JOB_READ); break;
+    case ROUTE_JOBS_BURN: create_job(api, req, JOB_BURN); break;
+    case ROUTE_JOB: get_job(api, req, m.id, m.id_len); break;
+    case ROUTE_NONE: break;
+    }
 }
