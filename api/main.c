@@ -7,6 +7,7 @@
 #include "log.h"
 #include "redis_client.h"
 #include "routes.h"
+#include "surge_metrics.h"
 
 #include <stdlib.h>
 
@@ -19,6 +20,7 @@ static void close_rest(void *unused)
 {
     (void)unused;
     /* Redis first: its pending probes report to health before it closes. */
+    surge_metrics_stop();
     rc_close(api.redis, NULL, NULL);
     health_close(health, NULL, NULL);
     if (admin_server)
@@ -70,8 +72,10 @@ int main(void)
         .password = cfg->redis_password,
         .timeout_ms = cfg->redis_timeout_ms,
     };
+    surge_metrics_init(SURGE_ROLE_API);
     api.cfg = cfg;
     api.redis = rc_create(app.loop, &ro);
+    surge_metrics_watch_queue(app.loop, api.redis);
     health = health_create(app.loop);
     health_add(health, "redis", admin_probe_redis, api.redis);
 
@@ -84,12 +88,15 @@ int main(void)
         .header_timeout_ms = cfg->header_timeout_seconds * 1000,
         .idle_timeout_ms = cfg->idle_timeout_seconds * 1000,
         .handler = routes_handle,
+        .observe = surge_metrics_observe_http,
         .ctx = &api,
     };
     struct admin_opts ao = {
         .address = cfg->bind_address,
         .port = cfg->admin_port,
         .health = health,
+        .render_metrics = metrics_render,
+        .observe = surge_metrics_observe_http,
     };
     if (http_server_start(&public_server, app.loop, &po) < 0 ||
         admin_start(&admin_server, app.loop, &ao) < 0) {

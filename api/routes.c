@@ -3,6 +3,7 @@
 #include "job.h"
 #include "job_view.h"
 #include "log.h"
+#include "surge_metrics.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -43,6 +44,8 @@ static void on_enqueued(redisReply *reply, const char *err, void *arg)
         free(p);
         return;
     }
+    const char *labels[] = {job_type_name(p->type)};
+    metrics_add(sm.jobs_enqueued, labels, 1);
     char headers[64 + JOB_ID_LEN];
     snprintf(headers, sizeof headers, "Location: /jobs/%s\r\n", p->id);
     char body[128];

@@ -2,6 +2,7 @@
 #include "health.h"
 #include "json_writer.h"
 #include "log.h"
+#include "surge_metrics.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -79,6 +80,10 @@ void health_report(struct health *h, int idx, bool ok, double latency_ms, const 
                 c->name, detail ? ": " : "", detail ? detail : "");
     c->running = false;
     c->ok = ok;
+    if (sm.dependency_up) {
+        const char *labels[] = {c->name};
+        metrics_set(sm.dependency_up, labels, ok ? 1 : 0);
+    }
     c->latency_ms = latency_ms;
     snprintf(c->detail, sizeof c->detail, "%s", detail ? detail : "");
 }

@@ -3,6 +3,7 @@
  * pg_pool.c; admin port from common/admin.c. */
 #include "admin.h"
 #include "log.h"
+#include "surge_metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -62,6 +63,7 @@ static void close_all(void)
     closing = true;
     struct worker *w = &worker;
     upkeep_stop(w);
+    surge_metrics_stop();
     uv_close((uv_handle_t *)&w->fetch_backoff, NULL);
     /* Connections first: their pending probes report to health before it closes. */
     rc_close(w->fetch, NULL, NULL);
@@ -131,7 +133,9 @@ int main(void)
         .on_state = on_redis_state,
         .state_arg = w,
     };
+    surge_metrics_init(SURGE_ROLE_WORKER);
     w->redis = rc_create(w->loop, &ro);
+    surge_metrics_watch_queue(w->loop, w->redis);
     ro.name = "redis-fetch";
     ro.on_state = NULL;
     w->fetch = rc_create(w->loop, &ro);
@@ -147,6 +151,8 @@ int main(void)
         .address = cfg->bind_address,
         .port = cfg->admin_port,
         .health = w->health,
+        .render_metrics = metrics_render,
+        .observe = surge_metrics_observe_http,
     };
     if (admin_start(&admin_server, w->loop, &ao) < 0) {
         log_error("start_failed", "cannot listen on the admin port; exiting");

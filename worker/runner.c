@@ -5,6 +5,7 @@
 #include "json_writer.h"
 #include "log.h"
 #include "scripts.h"
+#include "surge_metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -85,6 +86,12 @@ static void on_outcome(redisReply *reply, const char *err, void *arg)
     }
     const char *outcome = reply->type == REDIS_REPLY_STRING ? reply->str : "requeued";
     double secs = util_mono_seconds() - run->started;
+    const char *labels[] = {job_type_name(run->type), outcome};
+    metrics_add(sm.jobs_finished, labels, 1);
+    if (run->type != JOB_TYPE_UNKNOWN)
+        metrics_observe(sm.job_duration, labels, secs);
+    if (run->counted_in_progress)
+        metrics_add(sm.jobs_in_progress, labels, -1);
     log_info("job_finished", "job %s (%s) %s after %.3f s, attempt %d", run->id,
              job_type_name(run->type), outcome, secs, run->attempts);
     run_free(run);
@@ -226,6 +233,13 @@ static void on_started(redisReply *reply, const char *err, void *arg)
     }
     log_debug("job_started", "job %s (%s) attempt %d", run->id, job_type_name(run->type),
               run->attempts);
+    const char *labels[] = {job_type_name(run->type)};
+    int64_t created_ms;
+    if (reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_STRING &&
+        util_parse_iso8601(reply->element[3]->str, &created_ms) == 0)
+        metrics_observe(sm.job_wait, labels, (double)(util_now_ms() - created_ms) / 1000.0);
+    metrics_add(sm.jobs_in_progress, labels, 1);
+    run->counted_in_progress = true;
     if (run->w->stopping && run->type == JOB_BURN) {
         requeue(run);
         return;

@@ -11,6 +11,7 @@
 #include "json_writer.h"
 #include "log.h"
 #include "scripts.h"
+#include "surge_metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -87,7 +88,9 @@ static void on_recovered(redisReply *reply, const char *err, void *arg)
     }
     if (!reply)
         log_warn("recovery_failed", "worker %s: %s", r->worker, err);
-    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 && !r->own)
+        metrics_add(sm.jobs_recovered, NULL, (double)reply->integer);
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
         log_warn("jobs_recovered",
                  "worker %s stopped beating; %lld job(s) it held are back on the queue",
                  r->worker, reply->integer);

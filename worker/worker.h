@@ -26,6 +26,7 @@ struct job_run {
     double started; /* monotonic */
     struct burn *burn; /* while a burn runs */
     bool requeue;      /* shutdown: put back instead of finishing */
+    bool counted_in_progress;
     struct buf outcome_script_args; /* kept to retry writing the outcome */
     struct job_run *prev, *next;
 };

@@ -1,0 +1,105 @@
+/* surge_metrics: DESIGN.md's metrics, and the queue-size poller. */
+#include "surge_metrics.h"
+#include "job.h"
+#include "util.h"
+
+#include <stdio.h>
+
+struct surge_metrics sm;
+
+static uv_timer_t poll_timer;
+static struct rc *poll_redis;
+static bool poll_running, poll_started;
+
+void surge_metrics_init(enum surge_role role)
+{
+    sm.http_requests = metrics_counter("surge_http_requests_total",
+                                       "HTTP requests answered, by route and status code.",
+                                       "route,code");
+    sm.http_duration = metrics_histogram(
+        "surge_http_request_duration_seconds", "Time from a complete request to its answer.",
+        "route", metrics_buckets_http, metrics_buckets_http_count);
+    sm.dependency_up = metrics_gauge("surge_dependency_up",
+                                     "1 if the last check of a dependency succeeded, else 0.",
+                                     "dependency");
+    sm.queue_depth = metrics_gauge("surge_queue_depth", "Job ids waiting in the queue.", NULL);
+    sm.retry_depth =
+        metrics_gauge("surge_retry_depth", "Job ids waiting for their retry backoff.", NULL);
+    sm.dead_depth = metrics_gauge("surge_dead_depth", "Job ids on the dead list.", NULL);
+    if (role == SURGE_ROLE_API) {
+        sm.jobs_enqueued = metrics_counter("surge_jobs_enqueued_total",
+                                           "Jobs accepted with 202 and queued, by type.", "type");
+        return;
+    }
+    sm.jobs_finished = metrics_counter(
+        "surge_jobs_finished_total",
+        "Job attempts finished, by type and outcome (succeeded, failed, retry, dead, requeued).",
+        "type,outcome");
+    sm.job_duration = metrics_histogram("surge_job_duration_seconds",
+                                        "Time a job attempt ran, by type.", "type",
+                                        metrics_buckets_job, metrics_buckets_job_count);
+    sm.job_wait = metrics_histogram("surge_job_wait_seconds",
+                                    "Time from a job's creation to the start of an attempt.",
+                                    "type", metrics_buckets_job, metrics_buckets_job_count);
+    sm.jobs_in_progress =
+        metrics_gauge("surge_jobs_in_progress", "Jobs this worker is running now.", "type");
+    sm.jobs_recovered = metrics_counter(
+        "surge_jobs_recovered_total",
+        "Job ids put back on the queue from the list of a worker whose heartbeat expired.", NULL);
+    /* Both types appear from the start, so rate() and sums see zeros. */
+    for (int t = 0; t < JOB_TYPE_COUNT; t++) {
+        const char *v[] = {job_type_name((enum job_type)t)};
+        metrics_set(sm.jobs_in_progress, v, 0);
+    }
+}
+
+void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx)
+{
+    (void)ctx;
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    const char *labels[] = {req->route ? req->route : "other", code};
+    metrics_add(sm.http_requests, labels, 1);
+    if (req->started > 0)
+        metrics_observe(sm.http_duration, labels, util_mono_seconds() - req->started);
+}
+
+static const char sizes_script[] = "return {redis.call('LLEN', KEYS[1]), "
+                                   "redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3])}";
+
+static void on_sizes(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    (void)arg;
+    poll_running = false;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    metrics_set(sm.queue_depth, NULL, (double)reply->element[0]->integer);
+    metrics_set(sm.retry_depth, NULL, (double)reply->element[1]->integer);
+    metrics_set(sm.dead_depth, NULL, (double)reply->element[2]->integer);
+}
+
+static void poll_sizes(uv_timer_t *t)
+{
+    (void)t;
+    if (poll_running || !rc_is_up(poll_redis))
+        return;
+    poll_running = true;
+    rc_command(poll_redis, on_sizes, NULL, "EVAL %s 3 %s %s %s", sizes_script, key_queue(),
+               key_retry(), key_dead());
+}
+
+void surge_metrics_watch_queue(uv_loop_t *loop, struct rc *redis)
+{
+    poll_redis = redis;
+    poll_started = true;
+    uv_timer_init(loop, &poll_timer);
+    uv_timer_start(&poll_timer, poll_sizes, 1000, 1000);
+}
+
+void surge_metrics_stop(void)
+{
+    if (poll_started)
+        uv_close((uv_handle_t *)&poll_timer, NULL);
+    poll_started = false;
+}

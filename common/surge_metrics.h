@@ -1,0 +1,39 @@
+/* surge_metrics: the metrics of DESIGN.md, defined once for both binaries.
+ * Keep the names in sync with docs/architecture.md, the Grafana dashboard and
+ * the PrometheusRule in k8s/ (a test compares them with what we export). */
+#ifndef SURGE_SURGE_METRICS_H
+#define SURGE_SURGE_METRICS_H
+
+#include "http_server.h"
+#include "metrics.h"
+#include "redis_client.h"
+
+#include <uv.h>
+
+struct surge_metrics {
+    struct metric *http_requests;       /* {route,code} */
+    struct metric *http_duration;       /* {route} */
+    struct metric *dependency_up;       /* {dependency} */
+    struct metric *queue_depth;         /* ids waiting in the queue */
+    struct metric *retry_depth;         /* ids waiting for their backoff */
+    struct metric *dead_depth;          /* ids on the dead list */
+    struct metric *jobs_enqueued;       /* api: {type} */
+    struct metric *jobs_finished;       /* worker: {type,outcome} */
+    struct metric *job_duration;        /* worker: {type} */
+    struct metric *job_wait;            /* worker: {type} */
+    struct metric *jobs_in_progress;    /* worker: {type} */
+    struct metric *jobs_recovered;      /* worker */
+};
+
+extern struct surge_metrics sm;
+
+enum surge_role { SURGE_ROLE_API, SURGE_ROLE_WORKER };
+
+void surge_metrics_init(enum surge_role role);
+/* http_observe_fn for both servers: counts and times every answer. */
+void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx);
+/* Reads the queue, retry and dead sizes from Redis every second. */
+void surge_metrics_watch_queue(uv_loop_t *loop, struct rc *redis);
+void surge_metrics_stop(void);
+
+#endif
