@@ -54,7 +54,8 @@ static int on_header_field(http_parser *hp, const char *at, size_t n)
     }
     /* Names longer than the buffer cannot be Content-Type; keep counting. */
     size_t room = p->field_len < sizeof p->field ? sizeof p->field - p->field_len : 0;
-    memcpy(p->field + p->field_len, at, n < room ? n : room);
+    if (room > 0)
+        memcpy(p->field + p->field_len, at, n < room ? n : room);
     p->field_len += n;
     p->field_is_content_type =
         p->field_len == 12 && strncasecmp(p->field, "content-type", 12) == 0;
