@@ -76,12 +76,22 @@ static void close_all(void)
     app_stopped(&app);
 }
 
+static void on_heartbeat_deleted(redisReply *reply, const char *err, void *arg)
+{
+    (void)reply;
+    (void)err;
+    (void)arg;
+    close_all();
+}
+
 void worker_maybe_exit(struct worker *w)
 {
-    if (!w->stopping || w->in_flight > 0 || w->fetch_outstanding)
+    if (!w->stopping || w->in_flight > 0 || w->fetch_outstanding || w->exiting)
         return;
+    w->exiting = true;
     log_info("drained", "no job left in hand");
-    close_all();
+    /* Say goodbye at once rather than letting the heartbeat expire. */
+    rc_command(w->redis, on_heartbeat_deleted, NULL, "DEL %s", w->heartbeat.data);
 }
 
 static void on_stop(struct app *a)

@@ -47,6 +47,7 @@ struct worker {
     int in_flight;
     bool fetch_outstanding;
     bool stopping;
+    bool exiting; /* drained; closing down */
     uv_timer_t fetch_backoff;
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
