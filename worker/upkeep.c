@@ -206,7 +206,9 @@ static void check_orphans(struct worker *w)
 static void on_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    if (!rc_is_up(w->redis))
+    /* While draining the heartbeat goes on (jobs still run); once drained it
+     * has been deleted and must not come back. */
+    if (w->exiting || !rc_is_up(w->redis))
         return;
     if (!w->own_list_recovered) {
         /* A previous process with our name (a restarted container) may have
