@@ -71,6 +71,7 @@ def surge(request, redis, postgres, tmp_path, binaries):
             print(f"----- {p.name} pid {p.pid} stderr ({p.stderr_path}) -----")
             print(helpers.tail(p.stderr_path, 80))
         print(f"----- redis log -----\n{helpers.tail(redis.log, 20)}")
+        print(f"----- postgres log -----\n{helpers.tail(postgres.log, 20)}")
     if problems:
         pytest.fail("\n\n".join(problems))
 

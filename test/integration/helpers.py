@@ -131,7 +131,7 @@ def sanitizer_report(text):
     for marker in SANITIZER_MARKERS:
         i = text.find(marker)
         if i >= 0:
-            start = text.rfind("\n", 0, max(0, i - 2000)) + 1
+            start = text.rfind("\n", 0, i) + 1
             return text[start:start + 6000]
     return None
 
@@ -517,6 +517,7 @@ class SurgeProcess:
         self.stderr_path = Path(log_dir) / f"{name}-{n}.stderr"
         self.proc = None
         self.killed = False
+        self.stopped = False  # set once the test or the fixture ends the process
 
     @property
     def pid(self):
@@ -540,6 +541,7 @@ class SurgeProcess:
         last = None
         while True:
             if self.proc.poll() is not None:
+                self.stopped = True  # reported here, not again at teardown
                 pytest.fail(f"{self.name} exited with {self.proc.returncode} before /healthz "
                             f"answered:\n{self.stderr()[-6000:]}")
             try:
@@ -565,6 +567,7 @@ class SurgeProcess:
         (default: the shutdown grace period plus 10 s). Returns the exit code."""
         if self.proc is None:
             return None
+        self.stopped = True
         if self.proc.poll() is None:
             if timeout is None:
                 timeout = int(self.env.get("SURGE_SHUTDOWN_GRACE_SECONDS", "30")) + 10
@@ -579,6 +582,7 @@ class SurgeProcess:
         return self.proc.returncode
 
     def wait_exit(self, timeout):
+        self.stopped = True
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -626,7 +630,15 @@ class Surge:
         """Stops every process; returns a list of problems found."""
         problems = []
         for p in reversed(self.procs):
-            p.stop()
+            if not p.stopped and p.proc.poll() is not None:
+                problems.append(f"{p.name} (pid {p.pid}) exited by itself with code "
+                                f"{p.proc.returncode}:\n{tail(p.stderr_path, 40)}")
+            was_running = p.running()
+            code = p.stop()
+            if was_running and not p.killed and code != 0:
+                how = (f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
+                problems.append(f"{p.name} (pid {p.pid}) {how} after SIGTERM:\n"
+                                f"{tail(p.stderr_path, 40)}")
             if p.killed:
                 problems.append(f"{p.name} (pid {p.pid}) did not exit after SIGTERM and was "
                                 f"killed:\n{tail(p.stderr_path, 40)}")

@@ -1,0 +1,108 @@
+"""HTTP/1.1 connection handling of surge-api: keep-alive, pipelining,
+requests split across many packets, Connection: close, HTTP/1.0, idle timeout."""
+
+import socket
+import time
+
+from helpers import Client, assert_error, build_request, read_response
+
+
+def test_keep_alive_many_requests_one_socket(api):
+    with Client(api.http_port) as c:
+        ids = []
+        for n in range(1, 6):
+            r = c.request("POST", "/jobs/read", {"item_id": n})
+            assert r.status == 202, r
+            assert "close" not in (r.header("connection") or "").lower(), r
+            ids.append(r.json()["id"])
+        for job_id in ids:
+            r = c.request("GET", f"/jobs/{job_id}")
+            assert r.status == 200 and r.json()["id"] == job_id, r
+        assert_error(c.request("GET", "/jobs/unknown"), 404, "not_found")
+        r = c.request("POST", "/jobs/burn", {"seconds": 1})
+        assert r.status == 202 and r.json()["type"] == "burn", r
+        local = c.sock.getsockname()
+    # The same socket carried everything: the server never closed it.
+    assert local[0] == "127.0.0.1"
+
+
+def test_pipelined_requests_answered_in_order(api):
+    reqs = [
+        ("POST", "/jobs/read", {"item_id": 11}),
+        ("POST", "/jobs/burn", {"seconds": 1}),
+        ("GET", "/jobs/nope", None),
+        ("POST", "/jobs", {"type": "read", "params": {"item_id": 12}}),
+        ("GET", "/jobs", None),
+    ]
+    with Client(api.http_port) as c:
+        c.send(b"".join(build_request(m, p, b) for m, p, b in reqs))
+        answers = [c.read(m) for m, _, _ in reqs]
+        assert answers[0].status == 202 and answers[0].json()["type"] == "read", answers[0]
+        assert answers[1].status == 202 and answers[1].json()["type"] == "burn", answers[1]
+        assert_error(answers[2], 404, "not_found")
+        assert answers[3].status == 202 and answers[3].json()["type"] == "read", answers[3]
+        assert_error(answers[4], 405, "method_not_allowed")
+
+        # Now read the jobs back, again pipelined, and match the ids.
+        ids = [answers[i].json()["id"] for i in (0, 1, 3)]
+        c.send(b"".join(build_request("GET", f"/jobs/{i}") for i in ids))
+        for job_id, params in zip(ids, ({"item_id": 11}, {"seconds": 1}, {"item_id": 12})):
+            r = c.read()
+            assert r.status == 200, r
+            j = r.json()
+            assert j["id"] == job_id and j["params"] == params, j
+
+
+def test_requests_split_in_small_pieces(api):
+    data = (build_request("POST", "/jobs/read", {"item_id": 21})
+            + build_request("GET", "/jobs/none"))
+    with Client(api.http_port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(data), 5):
+            c.send(data[i:i + 5])
+            time.sleep(0.002)
+        r = c.read()
+        assert r.status == 202 and r.json()["type"] == "read", r
+        assert_error(c.read(), 404, "not_found")
+
+
+def test_connection_close_is_honoured(api):
+    with Client(api.http_port) as c:
+        r = c.request("GET", "/jobs/x", headers={"Connection": "close"})
+        assert_error(r, 404, "not_found")
+        assert c.is_closed_by_peer(5), "server kept the connection after Connection: close"
+
+
+def test_http_1_0_closes_after_answer(api):
+    with Client(api.http_port) as c:
+        c.send(b"GET /jobs/x HTTP/1.0\r\n\r\n")
+        r = read_response(c.f)
+        assert_error(r, 404, "not_found")
+        assert c.is_closed_by_peer(5), "server kept an HTTP/1.0 connection open"
+
+
+def test_idle_keep_alive_connection_is_closed(surge):
+    api = surge.api(SURGE_IDLE_TIMEOUT_SECONDS=1)
+    with Client(api.http_port) as c:
+        assert c.request("POST", "/jobs/read", {"item_id": 1}).status == 202
+        t0 = time.monotonic()
+        c.sock.settimeout(8)
+        try:
+            rest = c.f.read()  # a polite server may say 408 before it closes
+        except ConnectionResetError:
+            rest = b""
+        waited = time.monotonic() - t0
+        assert waited < 6, f"idle connection still open after {waited:.1f} s"
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 408"), rest[:200]
+
+
+def test_many_connections_at_once(api):
+    clients = [Client(api.http_port) for _ in range(50)]
+    try:
+        for c in clients:
+            c.send(build_request("GET", "/jobs/nope"))
+        for c in clients:
+            assert_error(c.read(), 404, "not_found")
+    finally:
+        for c in clients:
+            c.close()
