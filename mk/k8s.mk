@@ -1,6 +1,6 @@
 # surge: the container image and the Kubernetes/KEDA configuration.
 #   make image        build docker.io/library/surge:$(IMAGE_VERSION) with podman or docker
-#   make kind-load    load that image into a kind cluster (KIND_CLUSTER=kind)
+#   make kind-load    load that image into a kind cluster (KIND_CLUSTER=surge)
 #   make k8s-render   render every overlay into build/k8s/rendered/
 #   make k8s-secrets  make secrets/ (git-ignored) from k8s/secrets.example
 #   make test-k8s     the manifest checks and the image test (test/k8s)
@@ -8,7 +8,7 @@
 
 IMAGE_VERSION := 0.1.0
 IMAGE         := docker.io/library/surge:$(IMAGE_VERSION)
-KIND_CLUSTER  ?= kind
+KIND_CLUSTER  ?= surge
 # Every kustomization that must render; test/k8s renders the same list.
 K8S_TARGETS   := k8s/base k8s k8s/overlays/production k8s/overlays/kind keda keda/kind
 
