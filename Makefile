@@ -106,4 +106,4 @@ clean:
 	rm -rf build
 
 -include mk/*.mk
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)

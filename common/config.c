@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,9 +155,10 @@ int cfg_load(struct cfg *cfg, const char *(*getenv_fn)(const char *), char *err_
             continue;
         bad++;
         if (err_out && used < err_len) {
-            /* The password is never echoed back. */
+            /* A password is never echoed back, nor a URL that may carry one. */
+            bool secret = strstr(s->name, "PASSWORD") || (s->kind == K_REDIS_URL && strchr(value, '@'));
             int n = snprintf(err_out + used, err_len - used, "%s: \"%s\" %s\n", s->name,
-                             strstr(s->name, "PASSWORD") ? "***" : value, why);
+                             secret ? "***" : value, why);
             if (n > 0)
                 used += (size_t)n;
         }

@@ -213,11 +213,13 @@ int job_parse_params(enum job_type type, const char *json, size_t len, int burn_
 /* ---- key names ---- */
 
 static char prefix[72] = "surge:";
-static char queue_key[96], retry_key[96], dead_key[96];
+static char queue_key[96] = "surge:queue", retry_key[96] = "surge:retry", dead_key[96] = "surge:dead";
 
 void keys_set_prefix(const char *p)
 {
-    snprintf(prefix, sizeof prefix, "%s", p);
+    char copy[sizeof prefix];
+    snprintf(copy, sizeof copy, "%s", p); /* p may be our own buffer */
+    memcpy(prefix, copy, sizeof prefix);
     snprintf(queue_key, sizeof queue_key, "%squeue", prefix);
     snprintf(retry_key, sizeof retry_key, "%sretry", prefix);
     snprintf(dead_key, sizeof dead_key, "%sdead", prefix);
@@ -230,22 +232,16 @@ const char *keys_prefix(void)
 
 const char *key_queue(void)
 {
-    if (!queue_key[0])
-        keys_set_prefix(prefix);
     return queue_key;
 }
 
 const char *key_retry(void)
 {
-    if (!retry_key[0])
-        keys_set_prefix(prefix);
     return retry_key;
 }
 
 const char *key_dead(void)
 {
-    if (!dead_key[0])
-        keys_set_prefix(prefix);
     return dead_key;
 }
 

@@ -138,12 +138,38 @@ static bool check_value(const struct json_doc *d, int *i, int depth)
     }
 }
 
+/* jsmn's strict mode wants a delimiter after a primitive, so a document that
+ * is a bare number or literal is read here as one token. */
+static int parse_bare_primitive(struct json_doc *doc, const char **why)
+{
+    size_t b = 0, e = doc->len;
+    while (b < e && is_ws(doc->text[b]))
+        b++;
+    while (e > b && is_ws(doc->text[e - 1]))
+        e--;
+    if (b == e || !primitive_ok(doc->text + b, e - b)) {
+        *why = b == e ? "the document is empty" : "the document is not valid JSON";
+        return -1;
+    }
+    memset(&doc->tok[0], 0, sizeof doc->tok[0]);
+    doc->tok[0].type = JSMN_PRIMITIVE;
+    doc->tok[0].start = (int)b;
+    doc->tok[0].end = (int)e;
+    doc->count = 1;
+    return 0;
+}
+
 int json_parse(struct json_doc *doc, const char *text, size_t len, const char **why)
 {
     jsmn_parser p;
     jsmn_init(&p);
     doc->text = text;
     doc->len = len;
+    size_t first = 0;
+    while (first < len && is_ws(text[first]))
+        first++;
+    if (first < len && text[first] != '{' && text[first] != '[' && text[first] != '"')
+        return parse_bare_primitive(doc, why);
     int n = jsmn_parse(&p, text, len, doc->tok, JSON_MAX_TOKENS);
     if (n == JSMN_ERROR_NOMEM) {
         *why = "the document has too many values";

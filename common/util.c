@@ -1,6 +1,7 @@
 /* util: allocation that aborts on failure, time helpers. */
 #include "util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,16 +73,47 @@ void util_format_iso8601(int64_t ms, char *out, size_t outlen)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+/* Reads exactly n digits; -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static int days_in_month(int year, int month)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : days[month - 1];
+}
+
 int util_parse_iso8601(const char *s, int64_t *ms)
 {
-    struct tm tm = {0};
-    int millis = 0, used = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis, &used) != 7 ||
-        s[used] != '\0')
+    /* Exactly "YYYY-MM-DDTHH:MM:SS.mmmZ", as util_format_iso8601 writes. */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    if (strlen(s) != sizeof shape - 1)
         return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
+    for (size_t i = 0; i < sizeof shape - 1; i++)
+        if (shape[i] != 'd' && s[i] != shape[i])
+            return -1;
+    int year = digits(s, 4), month = digits(s + 5, 2), day = digits(s + 8, 2);
+    int hour = digits(s + 11, 2), min = digits(s + 14, 2), sec = digits(s + 17, 2);
+    int millis = digits(s + 20, 3);
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || min < 0 ||
+        min > 59 || sec < 0 || sec > 59 || millis < 0 || day > days_in_month(year, month))
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
     time_t secs = timegm(&tm);
     if (secs == (time_t)-1)
         return -1;
