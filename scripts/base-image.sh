@@ -21,8 +21,13 @@ dir=build/base-rootfs
 rm -rf "$dir"
 mkdir -p "$dir"
 echo "base-image: debootstrap --variant=minbase bookworm $dir" >&2
-debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >build/base-image.log 2>&1 \
-    || { tail -20 build/base-image.log >&2; exit 1; }
+for attempt in 1 2; do   # a second try rides out a passing mirror hiccup
+    if debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >build/base-image.log 2>&1; then
+        break
+    fi
+    if [[ $attempt == 2 ]]; then tail -20 build/base-image.log >&2; exit 1; fi
+    rm -rf "$dir"; mkdir -p "$dir"
+done
 
 # The same apt sources and slimming rules as the official -slim image.
 rm -f "$dir/etc/apt/sources.list"
