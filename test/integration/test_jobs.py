@@ -212,3 +212,16 @@ def test_many_jobs_two_workers(surge, postgres):
         job = poll_job(api.http_port, job_id)
         assert job["status"] == "succeeded", job
         assert job["result"] == postgres.item_json(item), job
+
+
+def test_job_waits_on_queue_while_worker_stopped(surge, redis, postgres):
+    api = surge.api()
+    w1 = surge.worker()
+    assert w1.stop() == 0
+    job_id = post_job(api.http_port, "/jobs", {"type": "read", "params": {"item_id": 64}})
+    time.sleep(0.5)
+    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id]
+    assert get_job(api.http_port, job_id)["status"] == "queued"
+    w2 = surge.worker()
+    job = poll_job(api.http_port, job_id)
+    check_succeeded_read(postgres, job, 64, w2)

@@ -36,8 +36,18 @@ def test_worker_sigterm_finishes_a_short_job(surge):
     api = surge.api()
     worker = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=10)
     job_id = post_job(api.http_port, "/jobs/burn", {"seconds": 2})
-    poll_job(api.http_port, job_id, statuses=("running", "succeeded"), timeout=15)
+    poll_job(api.http_port, job_id, statuses=("running",), timeout=15)
     worker.signal(signal.SIGTERM)
+    # Draining: not ready any more, still alive, the job still running.
+    deadline = time.monotonic() + 1.0
+    r = None
+    while time.monotonic() < deadline:
+        r = http(worker.admin_port, "GET", "/readyz", timeout=2)
+        if r.status == 503:
+            break
+        time.sleep(0.05)
+    assert r is not None and r.status == 503, f"/readyz while draining: {r!r}"
+    assert http(api.http_port, "GET", f"/jobs/{job_id}").json()["status"] == "running"
     code = worker.wait_exit(20)
     assert code == 0, f"surge-worker exited with {code}:\n{worker.stderr()[-3000:]}"
     job = http(api.http_port, "GET", f"/jobs/{job_id}").json()
