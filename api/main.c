@@ -16,6 +16,15 @@ static struct api_ctx api;
 static struct http_server *public_server, *admin_server;
 static struct health *health;
 
+static void on_redis_state(struct rc *rc, bool up, void *arg)
+{
+    (void)rc;
+    (void)up;
+    (void)arg;
+    if (health)
+        health_check_now(health); /* /readyz follows the connection at once */
+}
+
 static void close_rest(void *unused)
 {
     (void)unused;
@@ -71,6 +80,7 @@ int main(void)
         .username = cfg->redis_username,
         .password = cfg->redis_password,
         .timeout_ms = cfg->redis_timeout_ms,
+        .on_state = on_redis_state,
     };
     surge_metrics_init(SURGE_ROLE_API);
     api.cfg = cfg;

@@ -60,6 +60,11 @@ struct health *health_create(uv_loop_t *loop)
     return h;
 }
 
+void health_check_now(struct health *h)
+{
+    run_probes(&h->timer);
+}
+
 int health_add(struct health *h, const char *name, health_probe_fn probe, void *arg)
 {
     if (h->n >= HEALTH_MAX_COMPONENTS)

@@ -20,6 +20,8 @@ struct health *health_create(uv_loop_t *loop);
 int health_add(struct health *h, const char *name, health_probe_fn probe, void *arg);
 /* Records a result; detail (may be NULL) says why it is down. */
 void health_report(struct health *h, int idx, bool ok, double latency_ms, const char *detail);
+/* Runs every probe now (a dependency just came back), not at the next tick. */
+void health_check_now(struct health *h);
 /* From now on the binary is shutting down: not ready, whatever the checks say. */
 void health_set_shutting_down(struct health *h);
 /* True if every component is ok and no shutdown started. */

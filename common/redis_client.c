@@ -78,11 +78,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(p);
 }
 
+static void on_reconnect_timer(uv_timer_t *t)
+{
+    start_connect(t->data);
+}
+
 static void schedule_reconnect(struct rc *rc)
 {
     if (rc->closing || rc->ac || rc->resolving || uv_is_active((uv_handle_t *)&rc->reconnect))
         return;
-    uv_timer_start(&rc->reconnect, (uv_timer_cb)start_connect, (uint64_t)rc->backoff_ms, 0);
+    uv_timer_start(&rc->reconnect, on_reconnect_timer, (uint64_t)rc->backoff_ms, 0);
     rc->backoff_ms = rc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rc->backoff_ms * 2;
 }
 

@@ -20,6 +20,8 @@ static void on_redis_state(struct rc *rc, bool up, void *arg)
 {
     (void)rc;
     struct worker *w = arg;
+    if (w->health)
+        health_check_now(w->health);
     if (up && !w->stopping)
         upkeep_now(w);
 }

@@ -289,6 +289,8 @@ void runner_drain(struct worker *w)
     for (struct job_run *run = w->runs; run; run = run->next) {
         if (run->type != JOB_BURN || !run->burn)
             continue;
+        /* At best the burn ends when its CPU seconds are used; on a shared
+         * core later than that. */
         double left = run->params.seconds - (util_mono_seconds() - run->started);
         /* Keep a margin for writing the outcome before the grace runs out. */
         if (left > grace - 2.0) {

@@ -83,6 +83,9 @@ static void on_recovered(redisReply *reply, const char *err, void *arg)
         r->w->own_recovery_running = false;
         if (reply && reply->type == REDIS_REPLY_INTEGER) {
             r->w->own_list_recovered = true;
+            /* The heartbeat is queued before the first BLMOVE on the same
+             * connection, so no one ever sees us hold a job without it. */
+            beat(r->w);
             fetcher_kick(r->w);
         }
     }
