@@ -47,7 +47,8 @@ def run_load(api_url, rate, duration, count, burn_share, burn_seconds, item_max,
     """Submits min(count, rate*duration) jobs at `rate` per second; a share
     burn_share of them are burn jobs of burn_seconds, the rest reads of a
     random item in 1..item_max. progress(result, elapsed) is called about
-    every 0.5 s. Returns the LoadResult."""
+    every 0.5 s, and once more with a fourth argument True at the end.
+    Returns the LoadResult."""
     total = min(count, int(rate * duration)) if count else int(rate * duration)
     res = LoadResult()
     rnd = random.Random(seed)
@@ -106,5 +107,5 @@ def run_load(api_url, rate, duration, count, burn_share, burn_seconds, item_max,
             t.join(5)
         raise
     if progress:
-        progress(res, time.monotonic() - t0, total)
+        progress(res, time.monotonic() - t0, total, True)
     return res

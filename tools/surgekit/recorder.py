@@ -219,11 +219,14 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     final = {k: counts.get(k, 0) for k in ("succeeded", "failed", "dead", "missing")}
     final["queued"] = counts.get("queued", 0) + counts.get("retrying", 0)
     final["running"] = counts.get("running", 0)
-    fig = report.summarize(samples, accepted, final)
-    fig["rejected"] = len(rejected)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(out_dir / "timeline.csv", samples)
+    # The chart and the figures come from the CSV as written, so that
+    # `surge-demo report` redraws them identically from it.
+    samples = report.read_csv(out_dir / "timeline.csv")
+    fig = report.summarize(samples, accepted, final)
+    fig["rejected"] = len(rejected)
     when = started.strftime("%Y-%m-%d %H:%M:%S UTC")
     sub = f"{when} · {target} · {accepted} jobs"
     (out_dir / "chart.svg").write_text(report.svg_chart(samples, fig, title, sub))
