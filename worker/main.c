@@ -101,6 +101,7 @@ static void on_stop(struct app *a)
     (void)a;
     struct worker *w = &worker;
     w->stopping = true;
+    w->stop_started = util_mono_seconds();
     health_set_shutting_down(w->health);
     uv_timer_stop(&w->fetch_backoff);
     runner_drain(w);

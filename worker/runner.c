@@ -193,6 +193,19 @@ static void requeue(struct job_run *run)
 
 /* ---- starting ---- */
 
+/* Grace time left for the drain, with a margin to write the outcome. */
+static double drain_time_left(const struct worker *w)
+{
+    return w->cfg->shutdown_grace_seconds - (util_mono_seconds() - w->stop_started) - 2.0;
+}
+
+/* While stopping, a burn starts only if it can end within the grace period
+ * (at best it takes its seconds; a shared core makes it longer). */
+static bool burn_fits(const struct worker *w, double seconds)
+{
+    return !w->stopping || seconds <= drain_time_left(w);
+}
+
 static void on_started(redisReply *reply, const char *err, void *arg)
 {
     struct job_run *run = arg;
@@ -240,7 +253,7 @@ static void on_started(redisReply *reply, const char *err, void *arg)
         metrics_observe(sm.job_wait, labels, (double)(util_now_ms() - created_ms) / 1000.0);
     metrics_add(sm.jobs_in_progress, labels, 1);
     run->counted_in_progress = true;
-    if (run->w->stopping && run->type == JOB_BURN) {
+    if (run->type == JOB_BURN && !burn_fits(run->w, run->params.seconds)) {
         requeue(run);
         return;
     }
@@ -285,15 +298,13 @@ void runner_begin(struct worker *w, const char *id, size_t len)
 
 void runner_drain(struct worker *w)
 {
-    double grace = w->cfg->shutdown_grace_seconds;
     for (struct job_run *run = w->runs; run; run = run->next) {
         if (run->type != JOB_BURN || !run->burn)
             continue;
         /* At best the burn ends when its CPU seconds are used; on a shared
          * core later than that. */
         double left = run->params.seconds - (util_mono_seconds() - run->started);
-        /* Keep a margin for writing the outcome before the grace runs out. */
-        if (left > grace - 2.0) {
+        if (left > drain_time_left(w)) {
             run->requeue = true;
             handler_cancel(run);
         }

@@ -48,6 +48,7 @@ struct worker {
     bool fetch_outstanding;
     bool stopping;
     bool exiting; /* drained; closing down */
+    double stop_started; /* monotonic time of SIGTERM */
     uv_timer_t fetch_backoff;
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
