@@ -1,0 +1,150 @@
+"""tools/surge-demo's cluster side without a cluster: kubectl is replaced by
+a stand-in answering from a state file, so the preflight messages and the
+reading of replicas, HPA and CPU are checked."""
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import ROOT, require
+from surgekit import kube
+
+DEMO = ROOT / "tools/surge-demo"
+FAKE = ROOT / "test/monitoring/fake_kubectl.py"
+
+HEALTHY = {
+    "context": "kind-kind",
+    "metrics_server": True,
+    "crds": [],
+    "node_images": ["docker.io/library/surge:0.1.0", "docker.io/library/redis:7"],
+}
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    def use(state):
+        f = tmp_path / "state.json"
+        f.write_text(json.dumps(state))
+        exe = tmp_path / "kubectl"
+        exe.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
+        exe.chmod(0o755)
+        env = {**os.environ, "FAKE_KUBE_STATE": str(f), "REAL_KUBECTL": require("kubectl"),
+               "KUBECTL": str(exe)}
+        for k in ("FAKE_KUBE_STATE", "REAL_KUBECTL", "KUBECTL"):
+            monkeypatch.setenv(k, env[k])
+        return env
+    return use
+
+
+def preflight(env, *extra):
+    return subprocess.run([sys.executable, str(DEMO), "preflight", *extra], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_healthy_kind_cluster_without_keda(fake):
+    r = preflight(fake(HEALTHY))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[ok  ] metrics-server" in r.stdout
+    assert "[note] KEDA: not installed (optional)" in r.stdout
+    assert "[ok  ] overlay: k8s/overlays/kind" in r.stdout
+    assert "[ok  ] image: surge:0.1.0 is on the nodes" in r.stdout
+
+
+def test_keda_picks_the_keda_overlay(fake):
+    r = preflight(fake({**HEALTHY, "crds": ["scaledobjects.keda.sh", "podmonitors.monitoring.coreos.com",
+                                            "prometheusrules.monitoring.coreos.com"]}))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[ok  ] overlay: keda/kind" in r.stdout and "[ok  ] Prometheus Operator" in r.stdout
+
+
+def test_missing_metrics_server_is_named_with_the_fix(fake):
+    r = preflight(fake({**HEALTHY, "metrics_server": False}))
+    assert r.returncode == 1
+    assert "[FAIL] metrics-server: metrics-server is not installed" in r.stdout
+    assert "components.yaml" in r.stdout and "--kubelet-insecure-tls" in r.stdout
+
+
+def test_missing_image_on_kind_says_kind_load(fake):
+    r = preflight(fake({**HEALTHY, "node_images": ["docker.io/library/redis:7"]}))
+    assert r.returncode == 1
+    assert "[FAIL] image: surge:0.1.0 is not on the nodes" in r.stdout and "make kind-load" in r.stdout
+
+
+def test_production_placeholder_registry_is_refused(fake):
+    r = preflight(fake({**HEALTHY, "context": "prod-eu"}))
+    assert r.returncode == 1
+    assert "[ok  ] overlay: k8s" in r.stdout
+    assert "registry.example.com/surge:0.1.0 is the placeholder" in r.stdout
+
+
+def test_keda_overlay_without_keda_is_refused(fake):
+    r = preflight(fake(HEALTHY), "--overlay", "keda/kind")
+    assert r.returncode == 1 and "needs KEDA, which is not installed" in r.stdout
+
+
+def test_no_context(fake):
+    r = preflight(fake({**HEALTHY, "context": ""}))
+    assert r.returncode == 1 and "no current kubectl context" in r.stdout
+
+
+def test_no_kubectl(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path), "KUBECTL": ""}
+    r = preflight(env)
+    assert r.returncode == 1 and "kubectl is not installed" in r.stdout
+
+
+class Metrics(http.server.BaseHTTPRequestHandler):
+    body = (b"# TYPE surge_queue_depth gauge\nsurge_queue_depth 17\n"
+            b"# TYPE surge_retry_depth gauge\nsurge_retry_depth 2\n"
+            b"# TYPE surge_dead_depth gauge\nsurge_dead_depth 1\n")
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_kube_source_reads_replicas_hpa_cpu_and_queue(fake):
+    fake({**HEALTHY,
+          "deployment": {"spec": {"template": {"spec": {"containers": [
+              {"resources": {"requests": {"cpu": "250m"}}}]}}},
+              "status": {"replicas": 4, "readyReplicas": 3}},
+          "hpas": [{"spec": {"scaleTargetRef": {"name": "other"}}, "status": {"desiredReplicas": 9}},
+                   {"spec": {"scaleTargetRef": {"name": "surge-worker"}}, "status": {"desiredReplicas": 6}}],
+          "pod_metrics": [{"containers": [{"usage": {"cpu": "998m"}}]},
+                          {"containers": [{"usage": {"cpu": "1500000000n"}}]},
+                          {"containers": [{"usage": {"cpu": "1"}}]}]})
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        src = kube.KubeSource(f"127.0.0.1:{srv.server_address[1]}")
+        s = src.sample()
+        src.close()
+    finally:
+        srv.shutdown()
+    assert s["replicas"] == 4 and s["ready"] == 3 and s["replicas_desired"] == 6
+    assert s["cpu_cores"] == pytest.approx(3.498)
+    assert s["cpu_request_cores"] == pytest.approx(1.0)
+    assert (s["queue"], s["retry"], s["dead_list"]) == (17, 2, 1)
+
+
+@pytest.mark.parametrize("q,cores", [("250m", 0.25), ("1", 1.0), ("2.5", 2.5), ("1500000n", 0.0015),
+                                     ("100u", 0.0001)])
+def test_cpu_quantities(q, cores):
+    assert kube.cpu_quantity(q) == pytest.approx(cores)
+
+
+@pytest.mark.parametrize("ref,norm", [("surge:0.1.0", "docker.io/library/surge:0.1.0"),
+                                      ("registry.example.com/surge:0.1.0", "registry.example.com/surge:0.1.0"),
+                                      ("me/surge:1", "docker.io/me/surge:1"),
+                                      ("localhost:5000/surge:1", "localhost:5000/surge:1")])
+def test_image_names(ref, norm):
+    assert kube.normalize_image(ref) == norm
