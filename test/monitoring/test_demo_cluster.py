@@ -148,3 +148,50 @@ def test_cpu_quantities(q, cores):
                                       ("localhost:5000/surge:1", "localhost:5000/surge:1")])
 def test_image_names(ref, norm):
     assert kube.normalize_image(ref) == norm
+
+
+class FlakySource:
+    """Queue drains by 2 a sample; the third sample fails like a dropped port-forward."""
+
+    def __init__(self):
+        self.n = 0
+        self.queue = 6
+
+    def sample(self):
+        self.n += 1
+        if self.n == 3:
+            raise kube.KubeError("kubectl get deployment: connection refused")
+        if self.n > 1:
+            self.queue = max(0, self.queue - 2)
+        return {"queue": self.queue if self.n > 1 else 0, "retry": 0, "dead_list": 0,
+                "replicas": 2 if self.n < 4 else 4, "replicas_desired": 4, "cpu_cores": 1.0,
+                "cpu_request_cores": 0.5}
+
+
+class FakeApi:
+    def __init__(self):
+        self.jobs = {}
+        self.polls = 0
+
+    def submit(self, job_type, params):
+        i = f"id{len(self.jobs)}"
+        self.jobs[i] = 0
+        return {"id": i}
+
+    def job(self, job_id):
+        self.jobs[job_id] += 1
+        st = "succeeded" if self.jobs[job_id] > 2 else "running"
+        return {"id": job_id, "status": st}
+
+
+def test_recorder_skips_a_failed_sample_and_still_reports(tmp_path):
+    from surgekit import recorder
+    lines = []
+    calls = []
+    folder, fig = recorder.record(FlakySource(), FakeApi(), recorder.burst_plan(4, 1, 2), interval=0.05,
+                                  out_dir=tmp_path / "r", title="t", target="fake", tail_seconds=0.1,
+                                  emit=lines.append, before_sample=lambda: calls.append(1))
+    assert any(l.startswith("sample skipped: kubectl get deployment") for l in lines)
+    assert fig["accepted"] == 6 and fig["lost"] == 0 and fig["succeeded"] == 6
+    assert fig["peak_replicas"] == 4 and fig["scale_up_t"] is not None and calls
+    assert "1 sample(s) were skipped" in (folder / "summary.md").read_text()

@@ -17,7 +17,9 @@ WORKER = "surge-worker"
 HPA_NAMES = ("surge-worker", "keda-hpa-surge-worker")
 
 
-class KubeError(Exception):
+class KubeError(ConnectionError):
+    """kubectl failed or the cluster did not answer (a ConnectionError, so the
+    recorder skips a sample instead of stopping)."""
     pass
 
 
@@ -318,6 +320,12 @@ class PortForward:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def ensure(self):
+        """Restarts the port-forward on the same local ports if it stopped
+        (it does when the api pod it was attached to goes away)."""
+        if not self.alive():
+            self.start()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -153,8 +153,11 @@ def live_line(s, total):
 
 
 def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_seconds=1800,
-           tail_seconds=0.0, until_scaled_down=False, emit=print, notes=()):
-    """Runs the demonstration; returns (report folder, figures)."""
+           tail_seconds=0.0, until_scaled_down=False, emit=print, notes=(), before_sample=None):
+    """Runs the demonstration; returns (report folder, figures).
+    before_sample() runs before each sample (the cluster demo restarts a
+    port-forward that died there). A sample that fails (a connection lost
+    for a moment) is reported and skipped, not fatal."""
     out_dir = Path(out_dir)
     tracker = JobTracker(api)
     samples = []
@@ -191,10 +194,22 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     next_at = time.monotonic()
     drained_at = None
     base_replicas = samples[0]["replicas"]
+    skipped = 0
     while True:
         next_at += interval
-        tracker.poll(budget_seconds=interval * 0.5)
-        s = take()
+        try:
+            if before_sample:
+                before_sample()
+            tracker.poll(budget_seconds=interval * 0.5)
+            s = take()
+        except (ConnectionError, OSError) as e:
+            skipped += 1
+            emit(f"sample skipped: {e}")
+            if skipped > 20 and not samples[1:]:
+                raise
+            time.sleep(interval)
+            next_at = time.monotonic()
+            continue
         all_done = not tracker.pending()
         if drained_at is None and all_done and s["queue"] == 0:
             drained_at = time.monotonic()
@@ -214,7 +229,15 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
         else:
             next_at = time.monotonic()
 
-    tracker.sweep()
+    for attempt in range(5):
+        try:
+            if before_sample:
+                before_sample()
+            tracker.sweep()
+            break
+        except (ConnectionError, OSError) as e:
+            emit(f"final check of the jobs failed ({e}); trying again")
+            time.sleep(2)
     counts = tracker.counts()
     final = {k: counts.get(k, 0) for k in ("succeeded", "failed", "dead", "missing")}
     final["queued"] = counts.get("queued", 0) + counts.get("retrying", 0)
@@ -234,6 +257,8 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     burst = (f"{burns} burn jobs of {burn_s} s"
              f" and {len(plan) - burns} read jobs, submitted at once; a sample every {interval:g} s")
     all_notes = list(notes)
+    if skipped:
+        all_notes.append(f"{skipped} sample(s) were skipped because a connection failed for a moment.")
     if rejected:
         all_notes.append(f"{len(rejected)} job(s) were refused by the api (not counted as accepted): {rejected[0]}")
     meta = {"title": title, "when": when, "target": target, "burst": burst, "notes": all_notes,
