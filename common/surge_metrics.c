@@ -29,6 +29,10 @@ void surge_metrics_init(enum surge_role role)
     if (role == SURGE_ROLE_API) {
         sm.jobs_enqueued = metrics_counter("surge_jobs_enqueued_total",
                                            "Jobs accepted with 202 and queued, by type.", "type");
+        for (int t = 0; t < JOB_TYPE_COUNT; t++) {
+            const char *v[] = {job_type_name((enum job_type)t)};
+            metrics_add(sm.jobs_enqueued, v, 0);
+        }
         return;
     }
     sm.jobs_finished = metrics_counter(
@@ -46,10 +50,17 @@ void surge_metrics_init(enum surge_role role)
     sm.jobs_recovered = metrics_counter(
         "surge_jobs_recovered_total",
         "Job ids put back on the queue from the list of a worker whose heartbeat expired.", NULL);
-    /* Both types appear from the start, so rate() and sums see zeros. */
+    /* Every type and outcome appears from the start, so that rate() and
+     * increase() see the first event too. */
+    static const char *const outcomes[] = {"succeeded", "failed", "retry", "dead", "requeued"};
     for (int t = 0; t < JOB_TYPE_COUNT; t++) {
-        const char *v[] = {job_type_name((enum job_type)t)};
+        const char *type = job_type_name((enum job_type)t);
+        const char *v[] = {type};
         metrics_set(sm.jobs_in_progress, v, 0);
+        for (size_t o = 0; o < ARRAY_LEN(outcomes); o++) {
+            const char *fo[] = {type, outcomes[o]};
+            metrics_add(sm.jobs_finished, fo, 0);
+        }
     }
 }
 

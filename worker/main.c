@@ -67,6 +67,7 @@ static void close_all(void)
     upkeep_stop(w);
     surge_metrics_stop();
     uv_close((uv_handle_t *)&w->fetch_backoff, NULL);
+    uv_close((uv_handle_t *)&w->last_call, NULL);
     /* Connections first: their pending probes report to health before it closes. */
     rc_close(w->fetch, NULL, NULL);
     rc_close(w->redis, NULL, NULL);
@@ -96,6 +97,16 @@ void worker_maybe_exit(struct worker *w)
     rc_command(w->redis, on_heartbeat_deleted, NULL, "DEL %s", w->heartbeat.data);
 }
 
+static double cfg_grace_ms(const struct worker *w)
+{
+    return w->cfg->shutdown_grace_seconds * 1000.0;
+}
+
+static void on_last_call(uv_timer_t *t)
+{
+    runner_last_call(t->data);
+}
+
 static void on_stop(struct app *a)
 {
     (void)a;
@@ -104,6 +115,10 @@ static void on_stop(struct app *a)
     w->stop_started = util_mono_seconds();
     health_set_shutting_down(w->health);
     uv_timer_stop(&w->fetch_backoff);
+    /* Burns slowed by a shared core may still run near the end of the grace
+     * period: they are put back then, rather than left to be recovered. */
+    double last = cfg_grace_ms(w) - 2000.0;
+    uv_timer_start(&w->last_call, on_last_call, last > 0 ? (uint64_t)last : 0, 0);
     runner_drain(w);
     worker_maybe_exit(w);
 }
@@ -156,6 +171,8 @@ int main(void)
                            handler_statement_count, cfg->job_timeout_seconds * 1000);
     uv_timer_init(w->loop, &w->fetch_backoff);
     w->fetch_backoff.data = w;
+    uv_timer_init(w->loop, &w->last_call);
+    w->last_call.data = w;
 
     w->health = health_create(w->loop);
     health_add(w->health, "redis", admin_probe_redis, w->redis);

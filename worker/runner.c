@@ -296,6 +296,17 @@ void runner_begin(struct worker *w, const char *id, size_t len)
     buf_free(&err);
 }
 
+void runner_last_call(struct worker *w)
+{
+    for (struct job_run *run = w->runs; run; run = run->next) {
+        if (run->type == JOB_BURN && run->burn && !run->requeue) {
+            log_warn("burn_cut_short", "job %s: the grace period is nearly over", run->id);
+            run->requeue = true;
+            handler_cancel(run);
+        }
+    }
+}
+
 void runner_drain(struct worker *w)
 {
     for (struct job_run *run = w->runs; run; run = run->next) {

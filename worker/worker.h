@@ -50,6 +50,7 @@ struct worker {
     bool exiting; /* drained; closing down */
     double stop_started; /* monotonic time of SIGTERM */
     uv_timer_t fetch_backoff;
+    uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
     bool scan_running;      /* a recovery SCAN is going through the keys */
@@ -72,6 +73,9 @@ void runner_fail(struct job_run *run, const char *code, const char *message, boo
 /* Shutdown: cancels burns that cannot end within the grace period and puts
  * their jobs back on the queue. */
 void runner_drain(struct worker *w);
+/* Shortly before the grace period ends: every burn still running is
+ * stopped and put back, so the worker can exit cleanly. */
+void runner_last_call(struct worker *w);
 /* A burn cancelled for shutdown has stopped: put its job back. */
 void runner_requeue_cancelled(struct job_run *run);
 
