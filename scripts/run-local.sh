@@ -168,7 +168,7 @@ say "starting Redis on $HOST:$REDIS_PORT (data in $DATA/redis)"
 # drains) but not Redis, which must outlive the last results; likewise
 # pg_ctl detaches PostgreSQL.
 start redis "$DATA/logs/redis.log" setsid redis-server --bind "$HOST" --port "$REDIS_PORT" \
-    --dir "$DATA/redis" --appendonly yes --daemonize no --protected-mode yes
+    --dir "$DATA/redis" --appendonly yes --appendfsync always --daemonize no --protected-mode yes
 REDIS_PID=${PIDS[-1]}
 for ((i = 0; i < 100; i++)); do
     [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
