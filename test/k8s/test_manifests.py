@@ -327,9 +327,11 @@ def test_generated_passwords_are_random_and_consistent(tmp_path):
     assert env["surge-api.env"]["SURGE_REDIS_PASSWORD"] == redis["api"]
     assert env["surge-worker.env"]["SURGE_REDIS_PASSWORD"] == redis["worker"]
     assert env["surge-keda.env"]["redis-password"] == redis["keda"]
-    assert env["surge-worker.env"]["PGPASSWORD"] == env["postgres.env"]["POSTGRES_PASSWORD"]
-    values = [redis["api"], redis["worker"], redis["keda"], env["postgres.env"]["POSTGRES_PASSWORD"]]
-    assert len(set(values)) == 4 and all(re.fullmatch(r"[A-Za-z0-9]{32}", v) for v in values)
+    # The workers log in as the role surge; the superuser's password is another.
+    assert env["surge-worker.env"]["PGPASSWORD"] == env["postgres.env"]["SURGE_DB_PASSWORD"]
+    values = [redis["api"], redis["worker"], redis["keda"], env["postgres.env"]["POSTGRES_PASSWORD"],
+              env["postgres.env"]["SURGE_DB_PASSWORD"]]
+    assert len(set(values)) == 5 and all(re.fullmatch(r"[A-Za-z0-9]{32}", v) for v in values)
     assert (d.stat().st_mode & 0o777) == 0o700
     # A second run keeps the passwords.
     before = (d / "postgres.env").read_text()
