@@ -718,6 +718,9 @@ def main():
     args = ap.parse_args()
     if args.runs < 3:
         ap.error("--runs must be at least 3 (each figure is a median with its min and max)")
+    unknown = set(args.only.split(",")) - {"http", "rss", "read", "e2e", "burn"}
+    if unknown:
+        ap.error(f"--only: unknown step(s) {', '.join(sorted(unknown))}")
     if not 1 <= args.duration <= 60:
         ap.error("--duration must be between 1 and 60 seconds")
 
@@ -743,18 +746,29 @@ def main():
         stale_cleanup()
         steps = set(args.only.split(","))
         bench.setup()
+        failed = []
+
+        def step(name, fn):
+            # A step that fails is reported; the others still run.
+            try:
+                fn()
+            except BenchError as e:
+                failed.append(f"{name}: {e}")
+                print(f"bench: error in step {name}: {e}", file=sys.stderr)
         if "http" in steps:
-            bench.step_http()
+            step("http", bench.step_http)
         if "rss" in steps:
-            bench.step_rss_api()
+            step("rss", bench.step_rss_api)
         if steps & {"read", "e2e", "burn"}:
             bench.start_workers()
         if "read" in steps:
-            bench.step_read()
+            step("read", bench.step_read)
         if "e2e" in steps:
-            bench.step_e2e()
+            step("e2e", bench.step_e2e)
         if "burn" in steps:
-            bench.step_burn()
+            step("burn", bench.step_burn)
+        if failed:
+            status = "failed: " + "; ".join(failed)
     except KeyboardInterrupt:
         status = "interrupted"
         print("\nbench: interrupted; stopping the servers", file=sys.stderr)
