@@ -1,0 +1,399 @@
+"""Dependencies failing and hostile clients: Redis restarted (append-only
+file on) and PostgreSQL restarted under load, Redis frozen, slow clients,
+oversized bodies and headers, thousands of idle connections. No accepted job
+is lost, no request hangs, both binaries recover by themselves."""
+
+import json
+import resource
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (LOOPBACK, Client, ConnectionClosed, assert_error, http, poll_job, post_job,
+                     read_response)
+from reliability import (PostgresDown, Resp, Submitter, assert_nothing_left, metric,
+                         poll_until, readyz, wait_all_finished)
+
+
+def _ready(proc):
+    return readyz(proc)[0] == 200
+
+
+def _down_with(proc, component):
+    status, body = readyz(proc)
+    return status == 503 and body["checks"][component]["status"] != "ok" and body
+
+
+# --------------------------------------------------------------------------
+# Redis
+
+
+def test_redis_restart_under_load(surge, redis):
+    """Jobs posted at 100 a second; Redis stopped for 3 s (SIGTERM, so the
+    append-only file is complete) and started again on the same port."""
+    api = surge.api(SURGE_REDIS_TIMEOUT_MS=500)
+    workers = [surge.worker(SURGE_REDIS_TIMEOUT_MS=500) for _ in range(2)]
+    for p in [api, *workers]:
+        poll_until(lambda: _ready(p), 15, what=f"{p.name} ready")
+    sub = Submitter(api.http_port, total=1200, rate=100, threads=4, burn_every=100,
+                    burn_seconds=1, seed=3).start()
+    poll_until(lambda: sub.count() >= 300, 20, what="300 jobs accepted")
+
+    redis.stop()
+    t_down = time.monotonic()
+    # While Redis is away: a prompt 503 with Retry-After, never a hang.
+    t0 = time.monotonic()
+    r = http(api.http_port, "POST", "/jobs/read", {"item_id": 1}, timeout=10)
+    took_503 = time.monotonic() - t0
+    assert_error(r, 503, "unavailable")
+    assert (r.header("retry-after") or "").isdigit(), r
+    assert took_503 < 2, f"503 took {took_503:.2f} s"
+    for p in [api, *workers]:
+        body = poll_until(lambda: _down_with(p, "redis"), 10,
+                          what=f"{p.name} /readyz to name redis as down")
+        assert body["status"] != "ok", body
+        assert http(p.admin_port, "GET", "/healthz", timeout=5).status == 200
+    time.sleep(max(0, 3 - (time.monotonic() - t_down)))
+
+    redis.start()
+    t_up = time.monotonic()
+    back = {}
+    for p in [api, *workers]:
+        poll_until(lambda: _ready(p), 20, what=f"{p.name} to reconnect to Redis by itself")
+        back[p.name + str(p.pid)] = time.monotonic() - t_up
+    sub.join()
+    resp = Resp(redis.port)
+    ids = sub.ids()
+    states = wait_all_finished(resp, ids, timeout=40)
+    assert_nothing_left(resp)
+    assert sub.count() == 1200, (sub.count(), sub.refused)
+    print(f"\nredis restart: {len(ids)} jobs accepted, all {len(states)} succeeded, 0 lost; "
+          f"{sum(sub.refused.values())} posts refused while Redis was away ({sub.refused}), "
+          f"slowest refusal {sub.slowest_refusal:.2f} s, {sub.errors} connection errors; "
+          f"ready again after {', '.join(f'{v:.2f} s' for v in back.values())}")
+    assert set(sub.refused) <= {503}, sub.refused
+    assert sub.slowest_refusal < 2, sub.slowest_refusal
+
+
+def test_frozen_redis_answers_503_within_the_deadline(surge, redis):
+    """A Redis that accepts nothing (SIGSTOP) must not hang requests: each one
+    gets 503 once SURGE_REDIS_TIMEOUT_MS is over; when Redis thaws, the api
+    carries on by itself."""
+    api = surge.api(SURGE_REDIS_TIMEOUT_MS=500)
+    poll_until(lambda: _ready(api), 15, what="api ready")
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        answers, errors = [], []
+
+        def post():
+            t0 = time.monotonic()
+            try:
+                r = http(api.http_port, "POST", "/jobs/read", {"item_id": 2}, timeout=10)
+                answers.append((r, time.monotonic() - t0))
+            except (OSError, ConnectionClosed) as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=post) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        assert not errors, errors
+        for r, took in answers:
+            assert_error(r, 503, "unavailable")
+            assert r.header("retry-after") == "1", r
+            assert took < 0.5 + 2.0, f"503 after {took:.2f} s with a 500 ms deadline"
+        assert len(answers) == 10
+        assert http(api.admin_port, "GET", "/healthz", timeout=5).status == 200
+        poll_until(lambda: _down_with(api, "redis"), 10, what="/readyz to name redis as down")
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    poll_until(lambda: _ready(api), 20, what="the api to carry on once Redis thaws")
+    r = http(api.http_port, "POST", "/jobs/read", {"item_id": 3}, timeout=10)
+    assert r.status == 202, r
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+
+def test_postgres_restart_under_load(surge, redis, postgres):
+    """Reads posted at 100 a second; PostgreSQL stopped for 3 s and started
+    again: reads fail meanwhile, are retried with backoff, and all succeed."""
+    api = surge.api()
+    # With the default 5 attempts a 3 s outage already costs some reads 4 of
+    # them (reads fail at once while no connection is up, and the pool's
+    # reconnect backoff reaches 3.2 s): leave room so the test is about loss.
+    workers = [surge.worker(SURGE_MAX_ATTEMPTS=10) for _ in range(2)]
+    for p in workers:
+        poll_until(lambda: _ready(p), 15, what="worker ready")
+    sub = Submitter(api.http_port, total=1000, rate=100, threads=4, seed=5).start()
+    poll_until(lambda: sub.count() >= 200, 20, what="200 jobs accepted")
+    with PostgresDown(postgres):
+        t_down = time.monotonic()
+        for p in workers:
+            poll_until(lambda: _down_with(p, "postgres"), 10,
+                       what="worker /readyz to name postgres as down")
+            assert http(p.admin_port, "GET", "/healthz", timeout=5).status == 200
+        time.sleep(max(0, 3 - (time.monotonic() - t_down)))
+    t_up = time.monotonic()
+    back = []
+    for p in workers:
+        poll_until(lambda: _ready(p), 30, what="worker ready again after PostgreSQL restart")
+        back.append(time.monotonic() - t_up)
+    sub.join()
+    resp = Resp(redis.port)
+    ids = sub.ids()
+    assert len(ids) == 1000, (len(ids), sub.refused)
+    states = wait_all_finished(resp, ids, timeout=60)
+    assert_nothing_left(resp)
+    retried = [h for h in states.values() if int(h["attempts"]) > 1]
+    assert retried, "no read failed while PostgreSQL was down"
+    assert all("error" not in h for h in states.values()), "a succeeded job kept its error"
+    n_retry = sum(metric(p.admin_port, "surge_jobs_finished_total", type="read",
+                         outcome="retry") for p in workers)
+    assert n_retry >= len(retried)
+    print(f"\npostgres restart: {len(ids)} reads accepted, all succeeded, 0 lost; "
+          f"{len(retried)} needed more than one attempt (max "
+          f"{max(int(h['attempts']) for h in states.values())}), {int(n_retry)} retries "
+          f"scheduled; workers ready again after {', '.join(f'{b:.2f} s' for b in back)}")
+
+
+def test_read_in_flight_when_its_connection_is_killed(surge, redis, postgres):
+    """A read waiting on PostgreSQL (held by a table lock) whose server
+    connection is terminated, as in a restart: the worker fails it with a
+    readable error, retries it, keeps running, and the read succeeds once the
+    lock is gone."""
+    api = surge.api()
+    w = surge.worker(SURGE_MAX_ATTEMPTS=10)
+    poll_until(lambda: _ready(w), 15, what="worker ready")
+    locker = subprocess.Popen(
+        [postgres.psql_path, "-X", "-q", "-h", LOOPBACK, "-p", str(postgres.port), "-U", "surge",
+         "-d", "surge", "-c",
+         "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resp = Resp(redis.port)
+    try:
+        poll_until(lambda: postgres.psql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass "
+            "AND mode = 'AccessExclusiveLock' AND granted") == "1", 10, what="the table lock")
+        job = post_job(api.http_port, "/jobs/read", {"item_id": 12})
+        poll_until(lambda: postgres.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'SELECT row_to_json%'") == "1", 10, what="the read to wait on the lock")
+        killed = postgres.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT row_to_json%'", user="postgres")
+        assert killed == "1", killed
+        failed = poll_until(
+            lambda: (lambda h: h if h.get("error") else None)(resp.hgetall(f"surge:job:{job}")),
+            10, what="the read to fail once its connection is gone")
+        assert w.running(), f"the worker died:\n{w.stderr()[-4000:]}"
+    finally:
+        # The server holds the lock until its session ends, not its client.
+        postgres.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+                      user="postgres")
+        locker.kill()
+        locker.wait()
+    err = json.loads(failed["error"])
+    assert err["code"] == "database_unavailable", failed
+    assert all(ch.isprintable() or ch in "\n\t" for ch in err["message"]) \
+        and "\ufffd" not in err["message"] and len(err["message"]) > 3, \
+        f"the error message is not text: {err['message']!r}"
+    done = poll_job(api.http_port, job, statuses=("succeeded", "dead"), timeout=40)
+    assert done["status"] == "succeeded" and done["attempts"] >= 2, done
+    print(f"\nread whose connection was killed: {err['message'].strip()!r}, "
+          f"succeeded at attempt {done['attempts']}")
+
+
+# --------------------------------------------------------------------------
+# bad input
+
+
+def test_slow_clients_get_408_at_the_deadline(surge):
+    """Clients that trickle their headers a byte at a time, forever, get 408 at
+    the headers deadline (which activity does not extend), while others are
+    served at once."""
+    timeout_s = 2
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=timeout_s)
+    head = b"POST /jobs/read HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 500
+    results, errors = [], []
+
+    def slowloris():
+        try:
+            with Client(api.http_port, timeout=timeout_s + 8) as c:
+                t0 = time.monotonic()
+                c.sock.settimeout(0.25)
+                i = 0
+                while True:
+                    try:
+                        c.send(head[i:i + 1])
+                    except OSError:
+                        break  # the server closed after answering
+                    i = min(i + 1, len(head) - 1)
+                    try:
+                        if c.sock.recv(1, socket.MSG_PEEK):
+                            break
+                    except (socket.timeout, TimeoutError):
+                        pass
+                    if time.monotonic() - t0 > timeout_s + 6:
+                        break
+                c.sock.settimeout(5)
+                results.append((read_response(c.f), time.monotonic() - t0))
+        except (OSError, ConnectionClosed, AssertionError) as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=slowloris) for _ in range(50)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert http(api.admin_port, "GET", "/healthz", timeout=2).status == 200
+    assert http(api.http_port, "POST", "/jobs/read", {"item_id": 4}, timeout=2).status == 202
+    assert time.monotonic() - t0 < 1, "ordinary requests waited behind slow clients"
+    for t in threads:
+        t.join(timeout_s + 15)
+    assert not errors, errors[:3]
+    assert len(results) == 50
+    for r, took in results:
+        assert_error(r, 408, "request_timeout")
+        assert timeout_s - 0.5 <= took < timeout_s + 3, f"408 after {took:.2f} s"
+    print(f"\n50 slow clients: 408 after {min(t for _, t in results):.2f}-"
+          f"{max(t for _, t in results):.2f} s (deadline {timeout_s} s)")
+
+
+def test_oversized_body_is_refused_without_being_read(surge, redis):
+    """A client that declares 10 GB and keeps sending gets 413 after its first
+    chunk, and the server closes the connection soon instead of reading on."""
+    api = surge.api(SURGE_MAX_BODY_BYTES=4096)
+    with Client(api.http_port, timeout=10) as c:
+        c.send(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 10000000000\r\n\r\n" + b"{" + b" " * 65535)
+        r = read_response(c.f)
+        assert_error(r, 413, "payload_too_large")
+        sent, t0 = 65536, time.monotonic()
+        chunk = b" " * 65536
+        c.sock.settimeout(1)
+        closed = False
+        while time.monotonic() - t0 < 10:
+            try:
+                c.sock.sendall(chunk)
+                sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            except (socket.timeout, TimeoutError):
+                continue  # the server no longer reads: it is lingering or gone
+        took = time.monotonic() - t0
+    assert closed, f"the connection stayed open for 10 s after the 413 ({sent} bytes sent)"
+    print(f"\n413 after the first 64 KiB of a 10 GB body; connection closed {took:.2f} s later "
+          f"after {sent / 1e6:.1f} MB")
+    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert http(api.http_port, "POST", "/jobs/read", {"item_id": 5}).status == 202
+
+
+def test_endless_headers_get_431_at_once(surge):
+    """Headers that never end are refused as soon as they pass 8 KiB."""
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=30)
+    with Client(api.http_port, timeout=10) as c:
+        c.send(b"GET /jobs/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        t0 = time.monotonic()
+        got = None
+        for n in range(64):  # up to 64 KiB, never the blank line
+            try:
+                c.send(b"X-Pad-%03d: " % n + b"p" * 1000 + b"\r\n")
+            except OSError:
+                break
+            c.sock.settimeout(0.05)
+            try:
+                if c.sock.recv(1, socket.MSG_PEEK):
+                    got = n
+                    break
+            except (socket.timeout, TimeoutError):
+                pass
+        c.sock.settimeout(5)
+        r = read_response(c.f)
+        assert_error(r, 431, "headers_too_large")
+        assert time.monotonic() - t0 < 5
+        assert got is not None and got <= 12, f"answered after {got} KiB of headers"
+    assert http(api.admin_port, "GET", "/healthz").status == 200
+
+
+def test_thousands_of_idle_connections(surge):
+    """2 000 connections that send nothing (or half a request) do not stop
+    /healthz, /readyz or POST /jobs from answering at once."""
+    n_public, n_admin = 1500, 500
+    need = n_public + n_admin + 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.fail(f"RLIMIT_NOFILE hard limit {hard} is below the {need} this test needs")
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        # The api inherits the raised limit.
+        api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=60, SURGE_IDLE_TIMEOUT_SECONDS=60)
+        poll_until(lambda: _ready(api), 15, what="api ready")
+        limit = [line for line in Path(f"/proc/{api.pid}/limits").read_text().splitlines()
+                 if line.startswith("Max open files")][0]
+        assert int(limit.split()[3]) >= need, limit
+        socks = []
+        try:
+            for i in range(n_public + n_admin):
+                port = api.http_port if i < n_public else api.admin_port
+                s = socket.create_connection((LOOPBACK, port), timeout=5)
+                if i % 3 == 0:
+                    s.sendall(b"GET /jobs/x HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a request
+                socks.append(s)
+            fds = poll_until(
+                lambda: (lambda n: n if n >= n_public + n_admin else None)(
+                    len(list(Path(f"/proc/{api.pid}/fd").iterdir()))),
+                10, what="the api to accept every connection")
+            worst = 0.0
+            for _ in range(20):
+                t0 = time.monotonic()
+                assert http(api.admin_port, "GET", "/healthz", timeout=2).status == 200
+                worst = max(worst, time.monotonic() - t0)
+            assert readyz(api)[0] == 200
+            r = http(api.http_port, "POST", "/jobs/read", {"item_id": 6}, timeout=2)
+            assert r.status == 202, r
+            assert worst < 1.0, f"/healthz took {worst:.2f} s with {len(socks)} idle connections"
+            assert metric(api.admin_port, "process_open_fds") >= n_public + n_admin
+        finally:
+            for s in socks:
+                s.close()
+        poll_until(lambda: len(list(Path(f"/proc/{api.pid}/fd").iterdir())) < 100, 10,
+                   what="the api to close the connections its clients closed")
+        assert http(api.admin_port, "GET", "/healthz").status == 200
+        print(f"\n{len(socks)} idle connections ({fds} fds in the api): /healthz worst "
+              f"{worst * 1000:.1f} ms")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("body", [
+    # A parameter name the error message quotes, cut at 40 bytes in the
+    # middle of a two-byte character.
+    '{"a' + "\u00e9" * 25 + '":1}',
+    '{"type":"read","params":{"' + "\u20ac" * 20 + '":1}}',
+    # Bytes that are not UTF-8 at all.
+    b'{"\xff\xfe":1}',
+], ids=["two-byte-char-cut", "three-byte-char-cut", "not-utf8"])
+def test_error_answers_are_utf8_json(api, body):
+    """Whatever the client sends, the answer is JSON, and JSON is UTF-8
+    (RFC 8259): an error that quotes the client's input must not cut a
+    character in two or pass invalid bytes on."""
+    data = body if isinstance(body, bytes) else body.encode()
+    r = http(api.http_port, "POST", "/jobs/read" if b'"type"' not in data else "/jobs", data)
+    assert 400 <= r.status < 500, r
+    try:
+        text = r.body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        pytest.fail(f"{r.status} answer is not UTF-8 ({e}): {r.body!r}")
+    assert_error(r, r.status)
+    assert json.loads(text)

@@ -1,0 +1,515 @@
+"""Nothing lost: workers killed at random under load, busy workers that keep
+their jobs, recovery logged and counted, retries with backoff, poison jobs,
+and graceful shutdown of both binaries (docs/architecture.md, "Job outcomes").
+
+Figures of the kill test (jobs run, lost, run twice, recovery times) are
+printed: run pytest with -s to see them."""
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import (LOOPBACK, Client, ConnectionClosed, build_request, free_port, get_job, http,
+                     poll_job, post_job)
+from reliability import (Resp, Submitter, assert_nothing_left, heartbeat_key, iso_ms, kill9,
+                         metric, poll_until, processing_key, readyz, sigterm_and_time,
+                         wait_all_finished, worker_name)
+
+HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
+
+
+# --------------------------------------------------------------------------
+# crash recovery
+
+
+def test_kill9_workers_at_random_under_load(surge, redis):
+    """2 000 jobs (reads, and a 1 s burn every 50th) posted at 100 a second
+    while a worker holding jobs is killed with SIGKILL every 3 s or so and a
+    new one started: every accepted job succeeds, no id is left anywhere, the
+    jobs of each killed worker come back within heartbeat + scan time."""
+    rng = random.Random(20261125)
+    api = surge.api()
+    wenv = {"SURGE_HEARTBEAT_SECONDS": HEARTBEAT, "SURGE_WORKER_CONCURRENCY": 4}
+    live = [surge.worker(**wenv) for _ in range(4)]
+    resp = Resp(redis.port)
+    t_start = time.monotonic()
+    sub = Submitter(api.http_port, total=2000, rate=100, threads=4, burn_every=50,
+                    burn_seconds=1, seed=7).start()
+
+    kills = []  # dicts: name, held, t_kill, t_empty, t_done
+    next_kill = time.monotonic() + 2.0
+    while True:
+        now = time.monotonic()
+        submitting = any(t.is_alive() for t in sub.threads)
+        if submitting and now >= next_kill and len(kills) < 8:
+            # The live worker holding the most jobs (ties broken at random).
+            lens = resp.pipeline([("LLEN", processing_key(worker_name(w))) for w in live])
+            best = max(lens)
+            victim = rng.choice([w for w, n in zip(live, lens) if n == best])
+            name = worker_name(victim)
+            kill9(victim)
+            t_kill = time.monotonic()
+            held = resp.call("LRANGE", processing_key(name), 0, -1)
+            live.remove(victim)
+            live.append(surge.worker(**wenv))
+            kills.append({"name": name, "held": held, "t_kill": t_kill,
+                          "t_empty": None, "t_done": None})
+            next_kill = time.monotonic() + rng.uniform(2.5, 3.5)
+        # Recovery progress of every killed worker.
+        for k in kills:
+            if k["t_empty"] is None and resp.call("LLEN", processing_key(k["name"])) == 0:
+                k["t_empty"] = time.monotonic()
+            if k["t_done"] is None and k["held"]:
+                sts = resp.pipeline([("HGET", f"surge:job:{i}", "status") for i in k["held"]])
+                if all(s == "succeeded" for s in sts):
+                    k["t_done"] = time.monotonic()
+        if not submitting and all(k["t_empty"] and (k["t_done"] or not k["held"])
+                                  for k in kills):
+            break
+        if now - t_start > 75:
+            break
+        time.sleep(0.1)
+    sub.join()
+
+    ids = sub.ids()
+    assert sub.count() == 2000, f"accepted {sub.count()} of 2000; refused {sub.refused}"
+    states = wait_all_finished(resp, ids, timeout=max(10, 85 - (time.monotonic() - t_start)))
+    elapsed = time.monotonic() - t_start
+
+    held_ids = {i for k in kills for i in k["held"]}
+    twice = [i for i, h in states.items() if int(h["attempts"]) > 1]
+    unexpected = [i for i in twice if i not in held_ids]
+    ran_on = {h["worker"] for h in states.values()}
+    rec = [k["t_empty"] - k["t_kill"] for k in kills if k["held"] and k["t_empty"]]
+    done = [k["t_done"] - k["t_kill"] for k in kills if k["held"] and k["t_done"]]
+    print(f"\nkill test: {len(ids)} jobs accepted ({len(sub.ids('burn'))} burns of 1 s), "
+          f"{sum(h['status'] == 'succeeded' for h in states.values())} succeeded, 0 lost; "
+          f"{len(kills)} workers killed with SIGKILL, holding "
+          f"{sum(len(k['held']) for k in kills)} jobs in all; "
+          f"{len(twice)} jobs ran more than once (attempts > 1), {len(unexpected)} of them "
+          f"not held by a killed worker; jobs finished on {len(ran_on)} workers; "
+          f"{elapsed:.1f} s in all")
+    for k in kills:
+        print(f"  killed {k['name']} holding {len(k['held'])}: list empty after "
+              + (f"{k['t_empty'] - k['t_kill']:.2f} s" if k["t_empty"] else "never")
+              + (f", its jobs finished elsewhere after {k['t_done'] - k['t_kill']:.2f} s"
+                 if k["t_done"] else ""))
+    if rec:
+        print(f"  recovery (kill -> list empty): min {min(rec):.2f} s, max {max(rec):.2f} s; "
+              f"kill -> its jobs done elsewhere: max {max(done or [0]):.2f} s")
+
+    assert_nothing_left(resp)
+    for k in kills:
+        assert k["t_empty"] is not None, \
+            f"processing list of killed worker {k['name']} never emptied: {k}"
+        for i in k["held"]:
+            assert states[i]["worker"] != k["name"], (i, states[i])
+    assert any(k["held"] for k in kills), "no kill hit a worker holding jobs"
+    # Heartbeat TTL (3 s) + a scan every 3 s, plus slack for a loaded machine.
+    assert max(rec) < HEARTBEAT + 3 + 6, f"recovery took {max(rec):.1f} s"
+    # A job runs twice only when the worker holding it was killed: a live
+    # worker's jobs are never taken from it.
+    assert not unexpected, ("jobs of live workers were recovered and ran twice: "
+                            f"{[(i, states[i]) for i in unexpected[:5]]}")
+    assert elapsed < 90, f"the kill test took {elapsed:.1f} s"
+
+
+def test_a_busy_worker_keeps_its_jobs(surge, redis):
+    """Both cores burning in one worker for longer than its heartbeat TTL: its
+    event loop keeps beating, and the other worker's scans leave its jobs alone."""
+    api = surge.api()
+    busy = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    name = worker_name(busy)
+    ids = [post_job(api.http_port, "/jobs/burn", {"seconds": 8}) for _ in range(2)]
+    resp = Resp(redis.port)
+    poll_until(lambda: sorted(resp.call("LRANGE", processing_key(name), 0, -1)) == sorted(ids)
+               and all(resp.call("HGET", f"surge:job:{i}", "status") == "running" for i in ids)
+               and resp.call("EXISTS", heartbeat_key(name)),
+               15, what="both burns running on the busy worker, its heartbeat set")
+    other = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT)
+    lowest_ttl = HEARTBEAT
+    while True:
+        replies = resp.pipeline([("PTTL", heartbeat_key(name)),
+                                 ("LRANGE", processing_key(name), 0, -1)]
+                                + [("HGET", f"surge:job:{i}", "status") for i in ids])
+        ttl, held, statuses = replies[0], replies[1], replies[2:]
+        if any(s != "running" for s in statuses):
+            break  # a burn has ended: its id leaves the list
+        assert ttl > 0, f"heartbeat of a busy worker gone (PTTL {ttl}) while it holds {held}"
+        assert sorted(held) == sorted(ids), f"jobs taken from a busy worker: {held}"
+        lowest_ttl = min(lowest_ttl, ttl / 1000)
+        time.sleep(0.1)
+    for i in ids:
+        job = poll_job(api.http_port, i, timeout=20)
+        assert job["status"] == "succeeded", job
+        assert job["worker"] == name and job["attempts"] == 1, job
+    assert metric(other.admin_port, "surge_jobs_recovered_total") == 0
+    assert "jobs_recovered" not in other.stderr()
+    print(f"\nbusy worker: lowest heartbeat TTL seen {lowest_ttl:.2f} s of {HEARTBEAT} s")
+
+
+def test_a_worker_never_holds_a_job_without_a_heartbeat(surge, redis):
+    """Recovery takes the list of any worker whose heartbeat key is missing, so
+    a worker must not hold a job before its heartbeat exists (at start too):
+    otherwise another worker puts the job back on the queue while it runs."""
+    api = surge.api()
+    ids = [post_job(api.http_port, "/jobs/burn", {"seconds": 2}) for _ in range(2)]
+    w = surge.worker(wait=False, SURGE_HEARTBEAT_SECONDS=HEARTBEAT)
+    name = worker_name(w)
+    resp = Resp(redis.port)
+    seen_holding = False
+    bad = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3:
+        held, beat = resp.pipeline([("LLEN", processing_key(name)),
+                                    ("EXISTS", heartbeat_key(name))])
+        if held:
+            seen_holding = True
+            if not beat:
+                bad.append(round(time.monotonic() - t0, 3))
+        time.sleep(0.005)
+    assert seen_holding, "the worker never took the queued jobs"
+    assert not bad, (f"{name} held jobs with no heartbeat key {heartbeat_key(name)} for "
+                     f"{len(bad)} samples between t={bad[0]} s and t={bad[-1]} s after start: "
+                     "any other worker's recovery scan would requeue them while they run")
+    for i in ids:
+        assert poll_job(api.http_port, i, timeout=20)["status"] == "succeeded"
+
+
+def test_recovery_is_logged_counted_and_counts_the_attempt(surge, redis):
+    api = surge.api()
+    w1 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    name1 = worker_name(w1)
+    ids = [post_job(api.http_port, "/jobs/burn", {"seconds": 3}) for _ in range(2)]
+    resp = Resp(redis.port)
+    poll_until(lambda: all(resp.call("HGET", f"surge:job:{i}", "status") == "running"
+                           for i in ids), 15, what="both burns running on w1")
+    w2 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    name2 = worker_name(w2)
+    kill9(w1)
+    t_kill = time.monotonic()
+    assert sorted(resp.call("LRANGE", processing_key(name1), 0, -1)) == sorted(ids)
+    poll_until(lambda: resp.call("LLEN", processing_key(name1)) == 0, HEARTBEAT + 15,
+               interval=0.05, what="the killed worker's list to be recovered")
+    took = time.monotonic() - t_kill
+    assert took < HEARTBEAT + 3 + 3, f"recovery took {took:.1f} s"
+    for i in ids:
+        job = poll_job(api.http_port, i, timeout=20)
+        assert job["status"] == "succeeded", job
+        assert job["worker"] == name2, job
+        assert job["attempts"] == 2, f"the killed attempt is counted: {job}"
+    assert metric(w2.admin_port, "surge_jobs_recovered_total") == 2
+    log = w2.stderr()
+    assert f"worker {name1} stopped beating; 2 job(s)" in log, log[-3000:]
+    print(f"\nrecovery of a killed worker's 2 jobs: {took:.2f} s after SIGKILL")
+
+
+def test_an_orphan_in_a_worker_list_goes_back_with_its_attempts_right(surge, redis):
+    """An id in a live worker's own list that it does not hold (as when the
+    answer to its BLMOVE was lost with a connection) goes back to the queue
+    after two checks, and runs; it was never started, so no attempt may be
+    taken off: after one run `attempts` is 1 and never drops below 0."""
+    api = surge.api()
+    w = surge.worker()
+    name = worker_name(w)
+    resp = Resp(redis.port)
+    orphan = "7ZZZZZZZZZZZZZZZZZZZZZZZZ5"
+    resp.call("HSET", f"surge:job:{orphan}", "type", "read", "params", '{"item_id":11}',
+              "status", "queued", "attempts", "0", "created_at", "2026-01-01T00:00:00.000Z")
+    poll_until(lambda: resp.call("EXISTS", heartbeat_key(name)), 10, what="the heartbeat")
+    resp.call("LPUSH", processing_key(name), orphan)
+    lowest = 0
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        status, attempts = resp.call("HMGET", f"surge:job:{orphan}", "status", "attempts")
+        lowest = min(lowest, int(attempts))
+        if status == "succeeded":
+            break
+        time.sleep(0.02)
+    job = get_job(api.http_port, orphan)
+    assert job["status"] == "succeeded", job
+    assert "orphan_requeued" in w.stderr()
+    assert lowest >= 0, f"attempts went down to {lowest} while the orphan was put back"
+    assert job["attempts"] == 1, f"ran once, yet attempts is {job['attempts']}: {job}"
+
+
+# --------------------------------------------------------------------------
+# retries, backoff, dead list
+
+
+def test_retries_follow_the_backoff_then_dead(surge, redis):
+    """Reads against a PostgreSQL that is not there: each failure is scheduled
+    on surge:retry at finished_at + 1 s, 2 s, 4 s... times a factor in
+    [0.5, 1); the job does not run again before that; after
+    SURGE_MAX_ATTEMPTS it is dead, on surge:dead, with its last error."""
+    attempts_max = 4
+    api = surge.api()
+    w = surge.worker(SURGE_MAX_ATTEMPTS=attempts_max,
+                     SURGE_PG_DSN=f"host={LOOPBACK} port={free_port()} dbname=surge user=surge")
+    ids = [post_job(api.http_port, "/jobs/read", {"item_id": 5 + n}) for n in range(12)]
+    resp = Resp(redis.port)
+    seen = {i: {} for i in ids}  # id -> attempts -> snapshot of the failed state
+    started = {i: {} for i in ids}  # id -> attempts -> started_at (ms)
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        keys = [f"surge:job:{i}" for i in ids]
+        hashes = resp.hashes(keys)
+        scores = resp.pipeline([("ZSCORE", "surge:retry", i) for i in ids])
+        for i, h, score in zip(ids, hashes, scores):
+            n = int(h.get("attempts", 0))
+            if h.get("started_at") and n:
+                started[i].setdefault(n, iso_ms(h["started_at"]))
+            if h.get("status") in ("failed", "dead") and n not in seen[i]:
+                seen[i][n] = dict(h, zscore=score)
+        if all(h.get("status") == "dead" for h in hashes):
+            break
+        time.sleep(0.02)
+
+    delays = []
+    for i in ids:
+        for n in range(1, attempts_max):
+            snap = seen[i].get(n)
+            assert snap is not None, f"job {i}: attempt {n}'s failure never seen: {seen[i]}"
+            assert snap["status"] == "failed", snap
+            err = json.loads(snap["error"])
+            assert err["code"] == "database_unavailable" and err["message"], snap
+            retry_at = int(snap["retry_at"])
+            assert snap["zscore"] is not None and int(float(snap["zscore"])) == retry_at, \
+                f"surge:retry score differs from retry_at: {snap}"
+            base = 1000 * 2 ** (n - 1)
+            delay = retry_at - iso_ms(snap["finished_at"])
+            assert 0.5 * base <= delay < base + 5, \
+                f"attempt {n}: retry {delay} ms after the failure, expected [{base // 2}, {base})"
+            delays.append((n, delay / base))
+            nxt = started[i].get(n + 1)
+            assert nxt is not None and nxt >= retry_at, \
+                f"attempt {n + 1} started at {nxt}, before its retry_at {retry_at}"
+        final = resp.hgetall(f"surge:job:{i}")
+        assert final["status"] == "dead" and int(final["attempts"]) == attempts_max, final
+        assert json.loads(final["error"])["code"] == "database_unavailable", final
+        job = get_job(api.http_port, i)
+        assert job["status"] == "dead" and job["error"]["code"] == "database_unavailable", job
+    assert sorted(resp.call("LRANGE", "surge:dead", 0, -1)) == sorted(ids)
+    assert resp.call("ZCARD", "surge:retry") == 0
+    factors = [f for _, f in delays]
+    # The jitter spreads the retries: not all at the same point of the window.
+    assert max(factors) - min(factors) > 0.05, f"no jitter in the backoff: {factors}"
+    assert metric(w.admin_port, "surge_jobs_finished_total", type="read", outcome="retry") \
+        == len(ids) * (attempts_max - 1)
+    assert metric(w.admin_port, "surge_jobs_finished_total", type="read", outcome="dead") \
+        == len(ids)
+    print(f"\nbackoff factors seen (delay / base): min {min(factors):.3f}, "
+          f"max {max(factors):.3f} over {len(factors)} retries")
+
+
+def test_poison_jobs_end_dead_or_failed_and_the_worker_goes_on(surge, redis):
+    api = surge.api()
+    w = surge.worker()
+    resp = Resp(redis.port)
+    created = "2026-01-01T00:00:00.000Z"
+    bare = "7ZZZZZZZZZZZZZZZZZZZZZZZZ0"        # an id with no hash at all
+    mine = "7ZZZZZZZZZZZZZZZZZZZZZZZZ1"        # a type no worker knows
+    bad_params = "7ZZZZZZZZZZZZZZZZZZZZZZZZ2"  # item_id is not a number
+    no_params = "7ZZZZZZZZZZZZZZZZZZZZZZZZ3"   # params missing from the hash
+    garbage = "not-a-job-id:" + "x" * 40       # not an id the api would make
+    resp.pipeline([
+        ("HSET", f"surge:job:{mine}", "type", "mine", "params", "{}", "status", "queued",
+         "attempts", "0", "created_at", created),
+        ("HSET", f"surge:job:{bad_params}", "type", "read", "params", '{"item_id":"x"}',
+         "status", "queued", "attempts", "0", "created_at", created),
+        ("HSET", f"surge:job:{no_params}", "type", "read", "status", "queued",
+         "attempts", "0", "created_at", created),
+    ])
+    for i in (bare, mine, bad_params, no_params, garbage):
+        resp.call("LPUSH", "surge:queue", i)
+    good = post_job(api.http_port, "/jobs/read", {"item_id": 77})
+    assert poll_job(api.http_port, good)["status"] == "succeeded"
+
+    poll_until(lambda: resp.call("LLEN", "surge:queue") == 0
+               and resp.call("LLEN", processing_key(worker_name(w))) == 0, 10,
+               what="the poison jobs to leave the queue and the worker's list")
+    dead = resp.call("LRANGE", "surge:dead", 0, -1)
+    assert bare in dead and garbage in dead, dead
+    job = get_job(api.http_port, bare)
+    assert job["status"] == "dead", job
+    assert job["error"]["code"] == "unreadable_job" and job["error"]["message"], job
+
+    for i, code in ((mine, "unknown_type"), (bad_params, "bad_params"), (no_params, "bad_params")):
+        job = poll_job(api.http_port, i, timeout=10)
+        assert job["status"] in ("failed", "dead"), job
+        assert job["error"]["code"] == code and job["error"]["message"], job
+        if job["status"] == "failed":
+            assert i not in dead, f"a failed job is not on the dead list: {job}"
+        assert resp.call("ZSCORE", "surge:retry", i) is None, "input that can never work is retried"
+    assert "item_id" in get_job(api.http_port, bad_params)["error"]["message"]
+    # The worker is alive and still works.
+    assert http(w.admin_port, "GET", "/healthz").status == 200
+    again = post_job(api.http_port, "/jobs/read", {"item_id": 78})
+    assert poll_job(api.http_port, again)["status"] == "succeeded"
+    assert "job_unreadable" in w.stderr()
+
+
+def test_a_hand_written_job_hash_reads_as_utf8_json(api, redis):
+    """GET /jobs/{id} of a hash written by hand with bytes that are not UTF-8
+    still answers JSON, which is UTF-8 (RFC 8259)."""
+    resp = Resp(redis.port)
+    job_id = "7ZZZZZZZZZZZZZZZZZZZZZZZZ7"
+    resp.call("HSET", f"surge:job:{job_id}", "type", b"r\xffad", "status", "dead",
+              "attempts", "1", "worker", b"w\xe9",
+              "error", b'{"code":"x","message":"caf\xc3"}')
+    r = http(api.http_port, "GET", f"/jobs/{job_id}")
+    assert r.status == 200, r
+    try:
+        job = json.loads(r.body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        pytest.fail(f"GET /jobs/{job_id} is not UTF-8 ({e}): {r.body!r}")
+    assert job["id"] == job_id and job["status"] == "dead", job
+
+
+# --------------------------------------------------------------------------
+# graceful shutdown
+
+
+def test_sigterm_mid_burn_requeues_and_another_worker_finishes(surge, redis):
+    grace = 3
+    api = surge.api()
+    w1 = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=grace, SURGE_WORKER_CONCURRENCY=1)
+    burn = post_job(api.http_port, "/jobs/burn", {"seconds": 10})
+    poll_job(api.http_port, burn, statuses=("running",), timeout=15)
+    waiting = post_job(api.http_port, "/jobs/read", {"item_id": 3})  # queued behind it
+    time.sleep(0.5)
+    code, took = sigterm_and_time(w1, grace + 10)
+    assert code == 0, f"surge-worker exited with {code}:\n{w1.stderr()[-3000:]}"
+    assert took <= grace + 1, f"exit took {took:.2f} s with a {grace} s grace period"
+    assert "job_requeued" in w1.stderr()
+    resp = Resp(redis.port)
+    h = resp.hgetall(f"surge:job:{burn}")
+    assert h["status"] == "queued" and h["attempts"] == "0", f"attempt counted: {h}"
+    # Back at the head of the queue (the right end is taken first).
+    assert resp.call("LRANGE", "surge:queue", 0, -1) == [waiting, burn]
+    w2 = surge.worker()
+    job = poll_job(api.http_port, burn, timeout=30)
+    assert job["status"] == "succeeded", job
+    assert job["worker"] == worker_name(w2) and job["attempts"] == 1, job
+    assert job["result"]["wall_seconds"] >= 9.5, job
+    assert poll_job(api.http_port, waiting)["status"] == "succeeded"
+    print(f"\nSIGTERM mid-burn: worker exited 0 after {took:.2f} s (grace {grace} s)")
+
+
+def test_sigterm_finishes_reads_in_flight_and_fetches_no_more(surge, redis, postgres):
+    """Reads held up by a table lock when SIGTERM comes are finished, within
+    the grace period, and the worker takes nothing new meanwhile."""
+    api = surge.api()
+    w = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=15, SURGE_WORKER_CONCURRENCY=4)
+    resp = Resp(redis.port)
+    locker = subprocess.Popen(
+        [postgres.psql_path, "-X", "-q", "-h", LOOPBACK, "-p", str(postgres.port), "-U", "surge",
+         "-d", "surge", "-c",
+         "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll_until(lambda: postgres.psql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass "
+            "AND mode = 'AccessExclusiveLock' AND granted") == "1", 10, what="the table lock")
+        t_lock = time.monotonic()
+        ids = [post_job(api.http_port, "/jobs/read", {"item_id": 10 + n}) for n in range(4)]
+        poll_until(lambda: all(resp.call("HGET", f"surge:job:{i}", "status") == "running"
+                               for i in ids), 10, what="4 reads running")
+        w.signal(signal.SIGTERM)
+        status, body = poll_until(lambda: (lambda r: r if r[0] == 503 else None)(readyz(w)), 5,
+                                  what="/readyz 503 while draining")
+        assert body["status"] != "ok", body
+        later = [post_job(api.http_port, "/jobs/read", {"item_id": 20 + n}) for n in range(2)]
+        time.sleep(1.5)
+        assert w.running(), "the worker left before its reads were done"
+        assert sorted(resp.call("LRANGE", "surge:queue", 0, -1)) == sorted(later), \
+            "a stopping worker took new jobs"
+        code = w.wait_exit(20)
+        took = time.monotonic() - t_lock
+    finally:
+        # The server holds the lock until its session ends, not its client.
+        postgres.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      "WHERE query LIKE '%pg_sleep(6)%' AND pid <> pg_backend_pid()",
+                      user="postgres")
+        locker.kill()
+        locker.wait()
+    assert code == 0, f"surge-worker exited with {code}:\n{w.stderr()[-3000:]}"
+    for i in ids:
+        job = get_job(api.http_port, i)
+        assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    for i in later:
+        h = resp.hgetall(f"surge:job:{i}")
+        assert h["status"] == "queued" and h["attempts"] == "0", h
+    print(f"\nSIGTERM with 4 reads in flight: all finished, exit 0, {took:.2f} s after the lock")
+
+
+def test_api_sigterm_answers_requests_in_flight(surge, redis):
+    """While Redis holds the api's requests, SIGTERM: /readyz is 503 at once,
+    new connections are refused, the requests in flight get their 202, and
+    the api exits 0."""
+    api = surge.api(SURGE_REDIS_TIMEOUT_MS=5000, SURGE_SHUTDOWN_GRACE_SECONDS=10)
+    poll_until(lambda: readyz(api)[0] == 200, 10, what="/readyz 200 at start")
+    resp = Resp(redis.port)
+    answers, errors = [], []
+    sent = threading.Semaphore(0)
+
+    def post(n):
+        try:
+            with Client(api.http_port, timeout=15) as c:
+                c.send(build_request("POST", "/jobs/read", {"item_id": n}))
+                sent.release()
+                answers.append(c.read("POST"))
+        except (OSError, ConnectionClosed) as e:
+            errors.append(e)
+            sent.release()
+
+    resp.call("CLIENT", "PAUSE", 3000, "ALL")
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(1, 6)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert sent.acquire(timeout=2), "a request could not be sent"
+    time.sleep(0.2)  # the api reads them and asks Redis, which holds them
+    api.signal(signal.SIGTERM)
+    status, body = poll_until(
+        lambda: (lambda r: r if r[1]["status"] == "shutting_down" else None)(readyz(api)), 1,
+        interval=0.02, what="/readyz to say shutting_down right after SIGTERM")
+    assert status == 503, body
+
+    def refused():
+        try:
+            Client(api.http_port, timeout=1).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    poll_until(refused, 1, interval=0.02, what="new connections to be refused")
+    for t in threads:
+        t.join(20)
+    code = api.wait_exit(15)
+    assert not errors, errors
+    assert sorted(r.status for r in answers) == [202] * 5, answers
+    assert code == 0, f"surge-api exited with {code}:\n{api.stderr()[-3000:]}"
+    queued = resp.call("LRANGE", "surge:queue", 0, -1)
+    assert sorted(queued) == sorted(json.loads(r.body)["id"] for r in answers)
+
+
+def test_api_sigterm_with_a_slow_client_still_exits_0(surge):
+    """A client in the middle of its headers when SIGTERM comes gets its 408
+    at the deadline, and the api then exits 0 within its grace period."""
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=2, SURGE_SHUTDOWN_GRACE_SECONDS=6)
+    with Client(api.http_port, timeout=10) as slow:
+        slow.send(b"POST /jobs/read HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.2)
+        code, took = sigterm_and_time(api, 15)
+        try:
+            r = slow.read()
+            assert r.status == 408, r
+        except ConnectionClosed:
+            pass  # closed at shutdown: acceptable too
+    assert code == 0, f"surge-api exited with {code} after {took:.1f} s:\n{api.stderr()[-3000:]}"
+    assert took < 6, f"exit took {took:.1f} s"
