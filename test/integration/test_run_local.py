@@ -93,9 +93,14 @@ class LocalRun:
         self.runs += 1
         self.out_path = self.base / f"run-local-{self.runs}.out"
         self.out = open(self.out_path, "w")
+        # As from a terminal: SIGINT at its default. A shell started with
+        # SIGINT ignored (a background job of a non-interactive shell, as a CI
+        # runner may be) cannot trap it, and Ctrl-C is what this test sends.
         self.proc = subprocess.Popen([str(SCRIPT)], env=self.env, stdout=self.out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=str(REPO_ROOT))
+                                     cwd=str(REPO_ROOT),
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                      signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while "surge is running" not in self.output():
             if self.proc.poll() is not None:
