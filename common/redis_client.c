@@ -39,6 +39,7 @@ struct rc {
     uv_getaddrinfo_t resolver;
     bool resolving;
     struct pending *head; /* oldest first: Redis answers in order */
+    struct pending *tail;
     int handles_open;
     void (*done)(void *);
     void *done_arg;
@@ -54,6 +55,8 @@ static void list_remove(struct rc *rc, struct pending *p)
         rc->head = p->next;
     if (p->next)
         p->next->prev = p->prev;
+    else
+        rc->tail = p->prev;
     p->prev = p->next = NULL;
 }
 
@@ -147,13 +150,12 @@ static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeo
     p->arg = arg;
     p->deadline = util_mono_seconds() + timeout_ms / 1000.0;
     /* Append at the tail: keep answer order. */
-    struct pending **pp = &rc->head, *last = NULL;
-    while (*pp) {
-        last = *pp;
-        pp = &(*pp)->next;
-    }
-    p->prev = last;
-    *pp = p;
+    p->prev = rc->tail;
+    if (rc->tail)
+        rc->tail->next = p;
+    else
+        rc->head = p;
+    rc->tail = p;
     if (!uv_is_active((uv_handle_t *)&rc->tick))
         uv_timer_start(&rc->tick, on_tick, TICK_MS, TICK_MS);
     return p;

@@ -26,6 +26,7 @@ struct pg_conn {
     PGconn *pg;
     uv_poll_t *poll; /* separate allocation: libpq may change socket on connect */
     int fd;
+    int events; /* what the poll handle watches now */
     uv_timer_t timer; /* reconnect backoff, or the running query's deadline */
     enum conn_state state;
     int prepared; /* statements prepared so far */
@@ -117,7 +118,12 @@ static void watch(struct pg_conn *c, int events)
         c->pool->open_handles++;
         c->poll->data = c;
         c->fd = fd;
+        c->events = 0;
     }
+    /* Each uv_poll_start is an epoll_ctl: skip it when nothing changes. */
+    if (events == c->events)
+        return;
+    c->events = events;
     uv_poll_start(c->poll, events, on_poll);
 }
 
