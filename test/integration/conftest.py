@@ -13,67 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers  # noqa: E402
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, f"rep_{rep.when}", rep)
-
-
-def pytest_report_header(config):
-    return f"surge binaries: {helpers.bin_dir()}"
-
-
-@pytest.fixture(scope="session")
-def binaries():
-    """Paths of surge-api and surge-worker; fails when one is missing."""
-    out = {}
-    for name in ("surge-api", "surge-worker"):
-        p = helpers.bin_dir() / name
-        if not p.is_file():
-            pytest.fail(f"{p} is missing: build it first (`make` or `make san`)")
-        out[name] = p
-    return out
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """PostgreSQL 15 on 127.0.0.1 with role and database `surge`, the items
-    table and its 100 000 rows; one per test run (seeding takes seconds)."""
-    pg = helpers.PostgresServer()
-    try:
-        pg.init().start().setup_surge()
-        yield pg
-    finally:
-        pg.destroy()
-
-
-@pytest.fixture
-def redis(tmp_path):
-    """A fresh redis-server (appendonly) on a free loopback port."""
-    r = helpers.RedisServer(tmp_path / "redis")
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def surge(request, redis, postgres, tmp_path, binaries):
-    """Starts surge-api / surge-worker: surge.api(**env), surge.worker(**env).
-    At teardown every process gets SIGTERM; the test fails if one had to be
-    killed or printed a sanitizer report."""
-    s = helpers.Surge(redis, postgres, tmp_path)
-    yield s
-    problems = s.stop_all()
-    failed = getattr(request.node, "rep_call", None)
-    if problems or (failed is not None and failed.failed):
-        for p in s.procs:
-            print(f"----- {p.name} pid {p.pid} stderr ({p.stderr_path}) -----")
-            print(helpers.tail(p.stderr_path, 80))
-        print(f"----- redis log -----\n{helpers.tail(redis.log, 20)}")
-        print(f"----- postgres log -----\n{helpers.tail(postgres.log, 20)}")
-    if problems:
-        pytest.fail("\n\n".join(problems))
+# Shared with the other suites (test/monitoring, test/valgrind).
+from surge_fixtures import (  # noqa: E402,F401
+    binaries,
+    postgres,
+    pytest_report_header,
+    pytest_runtest_makereport,
+    redis,
+    surge,
+)
 
 
 @pytest.fixture

@@ -23,43 +23,14 @@ def require(program):
     return path
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, f"rep_{rep.when}", rep)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    pg = helpers.PostgresServer()
-    try:
-        pg.init().start().setup_surge()
-        yield pg
-    finally:
-        pg.destroy()
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = helpers.RedisServer(tmp_path / "redis")
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def surge(request, redis, postgres, tmp_path):
-    s = helpers.Surge(redis, postgres, tmp_path)
-    yield s
-    problems = s.stop_all()
-    failed = getattr(request.node, "rep_call", None)
-    if problems or (failed is not None and failed.failed):
-        for p in s.procs:
-            print(f"----- {p.name} pid {p.pid} ({p.stderr_path}) -----")
-            print(helpers.tail(p.stderr_path, 60))
-    if problems:
-        pytest.fail("\n\n".join(problems))
+# The same servers and processes as the integration tests.
+from surge_fixtures import (  # noqa: E402,F401
+    binaries,
+    postgres,
+    pytest_runtest_makereport,
+    redis,
+    surge,
+)
 
 
 def pytest_terminal_summary(terminalreporter):
