@@ -2,6 +2,7 @@
 #include "job_view.h"
 #include "json_reader.h"
 #include "json_writer.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static void put_json(struct json_writer *w, const char *key, const redisReply *v
     }
     struct json_doc doc;
     const char *why;
-    if (json_parse(&doc, v->str, (size_t)v->len, &why) == 0)
+    if (utf8_valid(v->str, (size_t)v->len) && json_parse(&doc, v->str, (size_t)v->len, &why) == 0)
         jw_raw(w, v->str, (size_t)v->len);
     else
         jw_string_n(w, v->str, (size_t)v->len); /* never emit invalid JSON */

@@ -5,6 +5,7 @@
 
 #include "json_reader.h"
 #include "buf.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static bool string_ok(const char *s, size_t n)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20)
             return false;
-    return true;
+    return utf8_valid(s, n); /* JSON text is UTF-8 (RFC 8259) */
 }
 
 /* Validates the value at token *i and advances *i past it and its children. */

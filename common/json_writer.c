@@ -1,5 +1,6 @@
 /* json_writer: a small streaming JSON writer on top of buf. */
 #include "json_writer.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <math.h>
@@ -146,6 +147,20 @@ void json_escape_string(struct buf *out, const char *s, size_t n)
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
         char u[7];
+        if (c >= 0x80) {
+            /* JSON is UTF-8: a valid sequence passes as it is; any other
+             * byte becomes U+FFFD, so no answer is ever invalid. */
+            size_t len = utf8_sequence_length((const unsigned char *)s + i, n - i);
+            if (len > 0) {
+                run += len;
+                i += len - 1;
+                continue;
+            }
+            buf_append(out, s + i - run, run);
+            run = 0;
+            buf_puts(out, "\\ufffd");
+            continue;
+        }
         switch (c) {
         case '"': esc = "\\\""; break;
         case '\\': esc = "\\\\"; break;

@@ -35,7 +35,8 @@ void jw_raw(struct json_writer *w, const char *json, size_t n);
 void jw_key_string(struct json_writer *w, const char *key, const char *s);
 void jw_key_int(struct json_writer *w, const char *key, int64_t v);
 
-/* Appends s as a quoted, escaped JSON string to out. */
+/* Appends s as a quoted, escaped JSON string to out; bytes that are not valid
+ * UTF-8 become U+FFFD. */
 void json_escape_string(struct buf *out, const char *s, size_t n);
 
 #endif

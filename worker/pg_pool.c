@@ -3,6 +3,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,8 +143,15 @@ static void on_retry_timer(uv_timer_t *t)
 }
 
 /* Closes a broken connection, fails its query, and tries again later. */
-static void conn_broken(struct pg_conn *c, const char *why)
+static void conn_broken(struct pg_conn *c, const char *why_in)
 {
+    /* why often points into libpq's connection (PQerrorMessage), which
+     * PQfinish frees below: keep a copy. */
+    char why[256];
+    snprintf(why, sizeof why, "%s", why_in);
+    size_t n = strlen(why);
+    while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' '))
+        why[--n] = '\0';
     bool was_up = c->state == PG_IDLE || c->state == PG_BUSY;
     if (was_up || c->backoff_ms == BACKOFF_MIN_MS)
         log_warn("postgres_down", "%s", why);

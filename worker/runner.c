@@ -185,6 +185,8 @@ static void requeue(struct job_run *run)
     outcome_begin(run, script_requeue, 3, &key);
     outcome_add(&run->outcome_script_args, key_queue());
     outcome_add(&run->outcome_script_args, run->id);
+    /* Our own shutdown cut it short: that attempt does not count. */
+    outcome_add(&run->outcome_script_args, "1");
     buf_free(&key);
     log_info("job_requeued", "job %s (%s) goes back on the queue: this worker is stopping",
              run->id, job_type_name(run->type));

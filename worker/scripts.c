@@ -47,8 +47,10 @@ const char script_fail[] =
 const char script_requeue[] =
     "if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 1 then\n"
     "  redis.call('RPUSH', KEYS[3], ARGV[1])\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-    "  redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
+    "  if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "    redis.call('HSET', KEYS[1], 'status', 'queued')\n"
+    "    if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     "return 0\n";

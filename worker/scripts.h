@@ -14,8 +14,10 @@ extern const char script_succeed[];
  * max_attempts, retry_at_ms (0 = permanent failure, no retry).
  * Returns "retry", "failed" or "dead". */
 extern const char script_fail[];
-/* KEYS: job, processing, queue. ARGV: id. Puts a job we hold back at the head
- * of the queue without counting the attempt (graceful shutdown). */
+/* KEYS: job, processing, queue. ARGV: id, uncount ("1": the attempt does not
+ * count — a burn cut short by a graceful shutdown; "0": an orphan, whose
+ * attempt was never counted or must stay counted). Puts a job we hold back at
+ * the head of the queue. */
 extern const char script_requeue[];
 /* KEYS: retry, queue. ARGV: now_ms, key prefix. Moves due retries to the
  * queue; returns how many. */

@@ -33,7 +33,14 @@ static void ignore_reply(redisReply *reply, const char *err, void *arg)
     (void)arg;
 }
 
+static void beat_with(struct worker *w, rc_reply_fn cb, void *arg);
+
 static void beat(struct worker *w)
+{
+    beat_with(w, ignore_reply, NULL);
+}
+
+static void beat_with(struct worker *w, rc_reply_fn cb, void *arg)
 {
     struct buf key = {0}, val = {0};
     struct json_writer jw;
@@ -45,7 +52,7 @@ static void beat(struct worker *w)
     jw_key(&jw, "uptime_seconds");
     jw_double(&jw, util_mono_seconds() - started_at, 0);
     jw_object_end(&jw);
-    rc_command(w->redis, ignore_reply, NULL, "SET %s %s EX %d", w->heartbeat.data, val.data,
+    rc_command(w->redis, cb, arg, "SET %s %s EX %d", w->heartbeat.data, val.data,
                w->cfg->heartbeat_seconds);
     buf_free(&key);
     buf_free(&val);
@@ -70,6 +77,16 @@ static void promote(struct worker *w)
 
 /* ---- recovery of dead workers' lists ---- */
 
+static void on_first_beat(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    struct worker *w = arg;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        return; /* the next tick tries again */
+    w->own_list_recovered = true;
+    fetcher_kick(w);
+}
+
 struct recovery {
     struct worker *w;
     bool own;
@@ -82,11 +99,9 @@ static void on_recovered(redisReply *reply, const char *err, void *arg)
     if (r->own) {
         r->w->own_recovery_running = false;
         if (reply && reply->type == REDIS_REPLY_INTEGER) {
-            r->w->own_list_recovered = true;
-            /* The heartbeat is queued before the first BLMOVE on the same
-             * connection, so no one ever sees us hold a job without it. */
-            beat(r->w);
-            fetcher_kick(r->w);
+            /* The first fetch waits until Redis holds our heartbeat, so no
+             * one ever sees us hold a job without it. */
+            beat_with(r->w, on_first_beat, r->w);
         }
     }
     if (!reply)
@@ -187,7 +202,7 @@ static void on_own_list(redisReply *reply, const char *err, void *arg)
             log_warn("orphan_requeued", "job %s sat in our list without a runner", id);
             struct buf key = {0};
             key_job(&key, id);
-            rc_command(w->redis, ignore_reply, NULL, "EVAL %s 3 %s %s %s %s", script_requeue,
+            rc_command(w->redis, ignore_reply, NULL, "EVAL %s 3 %s %s %s %s 0", script_requeue,
                        key.data, w->processing.data, key_queue(), id);
             buf_free(&key);
         } else if (n < 16) {

@@ -211,6 +211,42 @@ START_TEST(burn_result_shape)
 }
 END_TEST
 
+START_TEST(invalid_utf8_becomes_replacement_character)
+{
+    static const struct {
+        const char *in;
+        const char *out;
+    } cases[] = {
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},          /* valid: kept as it is */
+        {"\xff\xfe", "\"\\ufffd\\ufffd\""},          /* never valid bytes */
+        {"a\xc3", "\"a\\ufffd\""},                     /* cut in the middle */
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},          /* overlong '/' */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* a UTF-16 surrogate */
+        {"\xf0\x9f\x98\x80!", "\"\xf0\x9f\x98\x80!\""}, /* 4 bytes, valid */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct buf b = {0};
+        json_escape_string(&b, cases[i].in, strlen(cases[i].in));
+        ck_assert_str_eq(b.data, cases[i].out);
+        struct json_doc doc;
+        const char *why;
+        ck_assert_int_eq(json_parse(&doc, b.data, b.len, &why), 0);
+        buf_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(reader_refuses_invalid_utf8)
+{
+    static const char *const bad[] = {"\"\xff\"", "{\"\xff\xfe\":1}", "[\"a\xc3\"]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct json_doc doc;
+        const char *why;
+        ck_assert_int_eq(json_parse(&doc, bad[i], strlen(bad[i]), &why), -1);
+    }
+}
+END_TEST
+
 Suite *json_writer_suite(void)
 {
     Suite *s = suite_create("json_writer");
@@ -224,6 +260,8 @@ Suite *json_writer_suite(void)
     tcase_add_test(tc, string_with_nul_and_length);
     tcase_add_test(tc, json_escape_string_alone);
     tcase_add_test(tc, raw_values);
+    tcase_add_test(tc, invalid_utf8_becomes_replacement_character);
+    tcase_add_test(tc, reader_refuses_invalid_utf8);
     tcase_add_test(tc, doubles);
     tcase_add_test(tc, burn_result_shape);
     suite_add_tcase(s, tc);
