@@ -3,6 +3,7 @@
 #include "json_reader.h"
 #include "json_writer.h"
 #include "utf8.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,5 +60,17 @@ void job_view_render(const char *id, const redisReply *hash, struct buf *out)
     put_string(&w, "started_at", field(hash, "started_at"));
     put_string(&w, "finished_at", field(hash, "finished_at"));
     put_string(&w, "worker", field(hash, "worker"));
+    /* Stored in ms since the epoch (the retry set's score); shown like the
+     * other times, so that a failed job waiting for a retry is told apart
+     * from one that failed for good. */
+    const redisReply *retry = field(hash, "retry_at");
+    jw_key(&w, "retry_at");
+    if (retry && retry->type == REDIS_REPLY_STRING && retry->len > 0) {
+        char when[32];
+        util_format_iso8601(strtoll(retry->str, NULL, 10), when, sizeof when);
+        jw_string(&w, when);
+    } else {
+        jw_null(&w);
+    }
     jw_object_end(&w);
 }

@@ -13,7 +13,7 @@ from helpers import (ISO_MS_UTC, assert_error, get_job, http, poll_job, post_job
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 JOB_FIELDS = {"id", "type", "status", "attempts", "params", "result", "error",
-              "created_at", "started_at", "finished_at", "worker"}
+              "created_at", "started_at", "finished_at", "worker", "retry_at"}
 
 
 def check_succeeded_read(postgres, job, item_id, worker_proc):
@@ -63,6 +63,8 @@ def test_read_of_missing_item_fails_not_found(surge, redis):
     assert isinstance(job["error"].get("message"), str) and job["error"]["message"], job
     assert job["result"] is None, job
     assert job["attempts"] == 1, job
+    # A final failure is not waiting for another attempt.
+    assert job["retry_at"] is None, job
     if job["status"] == "dead":
         assert job_id in redis.lines("LRANGE", "surge:dead", 0, -1)
 
@@ -142,7 +144,7 @@ def test_accepted_answer_and_queue_while_no_worker(surge, redis, postgres):
     job = get_job(api.http_port, job_id)
     assert set(job) >= JOB_FIELDS, job
     assert job["status"] == "queued" and job["attempts"] == 0, job
-    for field in ("result", "error", "started_at", "finished_at", "worker"):
+    for field in ("result", "error", "started_at", "finished_at", "worker", "retry_at"):
         assert job[field] is None, f"{field} of a queued job: {job}"
     assert job["created_at"] == h["created_at"], job
 

@@ -24,7 +24,7 @@ PUBLIC = {"/jobs": {"post"}, "/jobs/read": {"post"}, "/jobs/burn": {"post"},
           "/jobs/{id}": {"get"}}
 ADMIN = {"/healthz": {"get"}, "/readyz": {"get"}, "/metrics": {"get"}}
 JOB_FIELDS = {"id", "type", "status", "attempts", "params", "result", "error",
-              "created_at", "started_at", "finished_at", "worker"}
+              "created_at", "started_at", "finished_at", "worker", "retry_at"}
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
