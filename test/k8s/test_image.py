@@ -178,15 +178,33 @@ def postgres(objs):
     subprocess.run([*pg, PGBIN / "pg_ctl", "-D", d / "data", "-l", d / "log", "-w", "-t", "60", "-o",
                     f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
-        subprocess.run(["psql", "-h", str(d), "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q",
-                        "-c", f"CREATE ROLE surge LOGIN PASSWORD '{PASSWORDS['postgres']}'",
-                        "-c", "CREATE DATABASE surge OWNER surge"], check=True, capture_output=True)
+        # As the image's entrypoint does: the superuser creates the database,
+        # then runs each file in name order, *.sql with psql and *.sh sourced
+        # by a shell with POSTGRES_USER and POSTGRES_DB set.
+        admin = {**os.environ, "PGHOST": str(d), "PGPORT": str(port), "PGUSER": "postgres",
+                 "POSTGRES_USER": "postgres", "POSTGRES_DB": "surge"}
+        subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "-q", "-d", "postgres",
+                        "-c", "CREATE DATABASE surge"], check=True, capture_output=True, env=admin)
+        secret = d / "SURGE_DB_PASSWORD"
+        secret.write_text(PASSWORDS["postgres"])
+        admin["SURGE_DB_PASSWORD_FILE"] = str(secret)
         init = [c for c in find(objs, "ConfigMap") if c["metadata"]["name"].startswith("postgres-init")][0]
-        env = {**os.environ, "PGPASSWORD": PASSWORDS["postgres"]}
         for name in sorted(init["data"]):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "surge", "-d", "surge",
-                            "-v", "ON_ERROR_STOP=1", "-q"], input=init["data"][name], text=True,
-                           check=True, capture_output=True, env=env)
+            if name.endswith(".sh"):
+                cmd = ["bash", "-e"]
+            else:
+                cmd = ["psql", "-d", "surge", "-v", "ON_ERROR_STOP=1", "-q"]
+            r = subprocess.run(cmd, input=init["data"][name], text=True, capture_output=True,
+                               env=admin)
+            assert r.returncode == 0, f"{name}: {r.stderr}"
+        # The workers' role reads items and may not write.
+        worker = {**os.environ, "PGPASSWORD": PASSWORDS["postgres"]}
+        q = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "surge", "-d", "surge", "-tAc"]
+        assert subprocess.run([*q, "SELECT count(*) FROM items"], capture_output=True, text=True,
+                              env=worker).stdout.strip() == "100000"
+        denied = subprocess.run([*q, "DELETE FROM items WHERE id = 1"], capture_output=True,
+                                text=True, env=worker)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr, denied
         yield {"port": port}
     finally:
         subprocess.run([*pg, PGBIN / "pg_ctl", "-D", d / "data", "-m", "fast", "stop"], capture_output=True)
