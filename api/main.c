@@ -72,16 +72,7 @@ int main(void)
         return 2;
     }
 
-    struct rc_opts ro = {
-        .name = "redis",
-        .host = cfg->redis_host,
-        .port = cfg->redis_port,
-        .db = cfg->redis_db,
-        .username = cfg->redis_username,
-        .password = cfg->redis_password,
-        .timeout_ms = cfg->redis_timeout_ms,
-        .on_state = on_redis_state,
-    };
+    struct rc_opts ro = app_redis_opts(&app, "redis", on_redis_state, NULL);
     surge_metrics_init(SURGE_ROLE_API);
     api.cfg = cfg;
     api.redis = rc_create(app.loop, &ro);

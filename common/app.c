@@ -55,6 +55,24 @@ void app_stopped(struct app *app)
     uv_close((uv_handle_t *)&app->grace, NULL);
 }
 
+struct rc_opts app_redis_opts(const struct app *app, const char *name, rc_state_fn on_state,
+                              void *state_arg)
+{
+    const struct cfg *cfg = &app->cfg;
+    struct rc_opts o = {
+        .name = name,
+        .host = cfg->redis_host,
+        .port = cfg->redis_port,
+        .db = cfg->redis_db,
+        .username = cfg->redis_username,
+        .password = cfg->redis_password,
+        .timeout_ms = cfg->redis_timeout_ms,
+        .on_state = on_state,
+        .state_arg = state_arg,
+    };
+    return o;
+}
+
 static void report_open_handle(uv_handle_t *h, void *arg)
 {
     (void)arg;

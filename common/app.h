@@ -5,6 +5,7 @@
 #define SURGE_APP_H
 
 #include "config.h"
+#include "redis_client.h"
 
 #include <stdbool.h>
 #include <uv.h>
@@ -26,6 +27,9 @@ struct app {
 /* Loads the configuration (exit 2 on a bad value), sets up logging, key
  * names and signal handling. */
 void app_init(struct app *app, const char *name);
+/* The options of a Redis connection as configured (SURGE_REDIS_*). */
+struct rc_opts app_redis_opts(const struct app *app, const char *name, rc_state_fn on_state,
+                              void *state_arg);
 /* Runs the loop until everything is closed; returns the exit status. */
 int app_run(struct app *app);
 /* Closes the app's own handles; the loop then ends once the binary's are closed. */

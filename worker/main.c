@@ -150,23 +150,12 @@ int main(void)
     key_heartbeat(&w->heartbeat, w->name);
     srand((unsigned)getpid() ^ (unsigned)util_now_ms());
 
-    struct rc_opts ro = {
-        .name = "redis",
-        .host = cfg->redis_host,
-        .port = cfg->redis_port,
-        .db = cfg->redis_db,
-        .username = cfg->redis_username,
-        .password = cfg->redis_password,
-        .timeout_ms = cfg->redis_timeout_ms,
-        .on_state = on_redis_state,
-        .state_arg = w,
-    };
+    struct rc_opts ro = app_redis_opts(&app, "redis", on_redis_state, w);
     surge_metrics_init(SURGE_ROLE_WORKER);
     w->redis = rc_create(w->loop, &ro);
     surge_metrics_watch_queue(w->loop, w->redis);
-    ro.name = "redis-fetch";
-    ro.on_state = NULL;
-    w->fetch = rc_create(w->loop, &ro);
+    struct rc_opts fo = app_redis_opts(&app, "redis-fetch", NULL, NULL);
+    w->fetch = rc_create(w->loop, &fo);
     w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->worker_concurrency, handler_statements,
                            handler_statement_count, cfg->job_timeout_seconds * 1000);
     uv_timer_init(w->loop, &w->fetch_backoff);

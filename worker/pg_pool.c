@@ -337,6 +337,18 @@ static void start_query(struct pg_conn *c, struct query *q)
         conn_broken(c, PQerrorMessage(c->pg));
 }
 
+/* Answers every query still waiting for a connection with an error. */
+static void fail_waiting(struct pg_pool *pool, const char *why)
+{
+    while (pool->head) {
+        struct query *q = pool->head;
+        pool->head = q->next;
+        q->cb(NULL, why, q->arg);
+        free_query(q);
+    }
+    pool->tail = NULL;
+}
+
 /* Gives waiting queries to idle connections; fails them if none can come. */
 static void pump(struct pg_pool *pool)
 {
@@ -356,13 +368,7 @@ static void pump(struct pg_pool *pool)
     if (alive > 0)
         return;
     /* Nothing connected: fail fast so jobs can be retried later. */
-    while (pool->head) {
-        struct query *q = pool->head;
-        pool->head = q->next;
-        q->cb(NULL, "postgres is unavailable", q->arg);
-        free_query(q);
-    }
-    pool->tail = NULL;
+    fail_waiting(pool, "postgres is unavailable");
 }
 
 void pg_pool_exec(struct pg_pool *pool, const char *statement, int nparams,
@@ -433,13 +439,7 @@ void pg_pool_close(struct pg_pool *pool, void (*done)(void *), void *arg)
     pool->closing = true;
     pool->done = done;
     pool->done_arg = arg;
-    while (pool->head) {
-        struct query *q = pool->head;
-        pool->head = q->next;
-        q->cb(NULL, "closing", q->arg);
-        free_query(q);
-    }
-    pool->tail = NULL;
+    fail_waiting(pool, "closing");
     for (int i = 0; i < pool->size; i++) {
         struct pg_conn *c = &pool->conns[i];
         stop_poll(c);

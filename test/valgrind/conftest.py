@@ -6,26 +6,7 @@ binaries: valgrind and AddressSanitizer do not mix."""
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-import helpers  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    pg = helpers.PostgresServer()
-    try:
-        pg.init().start().setup_surge()
-        yield pg
-    finally:
-        pg.destroy()
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = helpers.RedisServer(tmp_path / "redis")
-    r.start()
-    yield r
-    r.stop()
+# The same servers as the integration tests.
+from surge_fixtures import postgres, redis  # noqa: E402,F401
