@@ -52,5 +52,14 @@ if args[:3] == ["get", "deployment", "surge-worker"]:
     out(state["deployment"])
 if args[:2] == ["get", "hpa"]:
     out({"items": state.get("hpas", [])})
+if args[:2] == ["get", "secret"]:
+    ns = args[args.index("-n") + 1]
+    out(f"secret/{args[2]}\n" if f"{ns}/{args[2]}" in state.get("secrets", []) else "")
+if args[:1] == ["apply"]:
+    out(f"applied {args[-1]}\n")
+if args[:2] == ["rollout", "status"]:
+    out("rolled out\n")
+if args[:2] == ["get", "pods"]:
+    out({"items": []})
 sys.stderr.write(f"fake kubectl: unexpected arguments {args}\n")
 sys.exit(3)

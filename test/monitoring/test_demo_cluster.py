@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, require
 from surgekit import kube
+from surgekit.api import Unavailable
 
 DEMO = ROOT / "tools/surge-demo"
 FAKE = ROOT / "test/monitoring/fake_kubectl.py"
@@ -95,6 +96,41 @@ def test_no_kubectl(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path), "KUBECTL": ""}
     r = preflight(env)
     assert r.returncode == 1 and "kubectl is not installed" in r.stdout
+
+
+def test_the_project_cluster_context_picks_the_kind_overlay(fake):
+    r = preflight(fake({**HEALTHY, "context": "surge"}))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[ok  ] overlay: k8s/overlays/kind" in r.stdout
+    r = preflight(fake({**HEALTHY, "context": "surge", "node_images": []}))
+    assert r.returncode == 1 and "make cluster-deploy" in r.stdout
+
+
+ALL_SECRETS = ["surge/surge-api", "surge/surge-worker", "surge/surge-keda", "surge-data/redis-users",
+               "surge-data/postgres"]
+
+
+def test_deploy_keeps_the_secrets_a_cluster_has(fake, tmp_path):
+    env = fake({**HEALTHY, "secrets": ALL_SECRETS})
+    said = []
+    kube.deploy(tmp_path, "k8s/overlays/kind", False, emit=said.append, timeout=5)
+    log = open(env["FAKE_KUBE_STATE"] + ".log").read()
+    assert "apply -k " + str(tmp_path / "k8s/overlays/kind") in log
+    assert "secrets" not in [l.split()[-1].rsplit("/", 1)[-1] for l in log.splitlines() if l.startswith("apply")]
+    assert "deploy: the Secrets exist in the cluster already; kept as they are" in said
+    assert not (tmp_path / "secrets").exists()
+
+
+def test_deploy_makes_and_applies_the_secrets_a_cluster_lacks(fake, tmp_path):
+    env = fake({**HEALTHY, "secrets": ALL_SECRETS[:2]})
+    for d in ("scripts", "k8s"):
+        (tmp_path / d).symlink_to(ROOT / d)
+    said = []
+    kube.deploy(tmp_path, "k8s/overlays/kind", False, emit=said.append, timeout=5)
+    log = open(env["FAKE_KUBE_STATE"] + ".log").read()
+    assert f"apply -k {tmp_path / 'secrets'}" in log
+    assert (tmp_path / "secrets/kustomization.yaml").exists()
+    assert "CHANGE-ME" not in (tmp_path / "secrets/postgres.env").read_text()
 
 
 class Metrics(http.server.BaseHTTPRequestHandler):
@@ -182,6 +218,30 @@ class FakeApi:
         self.jobs[job_id] += 1
         st = "succeeded" if self.jobs[job_id] > 2 else "running"
         return {"id": job_id, "status": st}
+
+
+class RedisAwayApi(FakeApi):
+    """The api answers 503 to GET /jobs/{id} for a while (Redis restarting)."""
+
+    def job(self, job_id):
+        self.polls += 1
+        if 3 <= self.polls <= 8:
+            raise Unavailable(f"GET /jobs/{job_id}: HTTP 503", 503)
+        return super().job(job_id)
+
+
+def test_recorder_waits_out_a_503_while_redis_is_away(tmp_path):
+    from surgekit import recorder
+    lines = []
+    folder, fig = recorder.record(FlakySource(), RedisAwayApi(), recorder.burst_plan(3, 1, 1), interval=0.05,
+                                  out_dir=tmp_path / "r", title="t", target="fake", tail_seconds=0.1,
+                                  emit=lines.append)
+    assert any(l.startswith("sample skipped: GET /jobs/") and "503" in l for l in lines), lines
+    assert fig["accepted"] == 4 and fig["lost"] == 0 and fig["succeeded"] == 4
+    jobs = (folder / "jobs.csv").read_text().splitlines()
+    assert jobs[0] == "id,type,state,attempts,worker" and len(jobs) == 5
+    assert sorted(l.split(",")[1] for l in jobs[1:]) == ["burn", "burn", "burn", "read"]
+    assert all(l.split(",")[2] == "succeeded" for l in jobs[1:])
 
 
 def test_recorder_skips_a_failed_sample_and_still_reports(tmp_path):

@@ -1,6 +1,7 @@
 """The demo recorder against servers this test starts: a burst of 12 burn
 jobs of 2 s and 20 reads on two workers of concurrency 2, a third worker
 joining halfway. Checks the CSV, the SVG chart and the summary."""
+import csv
 import json
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def test_local_recording(surge, redis, tmp_path):
     folders = list(out.iterdir())
     assert len(folders) == 1
     d = folders[0]
-    assert sorted(p.name for p in d.iterdir()) == ["chart.svg", "run.json", "summary.md", "timeline.csv"]
+    assert sorted(p.name for p in d.iterdir()) == ["chart.svg", "jobs.csv", "run.json", "summary.md",
+                                                   "timeline.csv"]
     assert "drained" in stdout and "jobs lost: 0" in stdout
 
     # -- the live lines: one per sample, with the figures a presenter reads out
@@ -57,6 +59,14 @@ def test_local_recording(surge, redis, tmp_path):
     assert rows[-1]["done"] == rows[-1]["submitted"] == 32
     assert rows[-1]["succeeded"] == 32
     assert all(r["replicas_desired"] is None and r["cpu_request_cores"] is None for r in rows)
+
+    # -- every job, its final state as the api answered it, and Redis agrees
+    with open(d / "jobs.csv", newline="") as f:
+        jobs = list(csv.DictReader(f))
+    assert [j["type"] for j in jobs].count("burn") == 12 and len(jobs) == 32
+    assert all(j["state"] == "succeeded" and j["attempts"] == "1" for j in jobs), jobs
+    for j in jobs:
+        assert redis.lines("HGET", f"surge:job:{j['id']}", "status") == ["succeeded"], j
 
     # -- SVG
     tree = ET.parse(d / "chart.svg")

@@ -15,6 +15,12 @@ class ApiError(Exception):
         self.body = body
 
 
+class Unavailable(ApiError, ConnectionError):
+    """503 from the api: a dependency (Redis) is away for a moment. A
+    ConnectionError too, so that whoever retries a lost connection retries
+    this the same way."""
+
+
 class BadURL(ValueError):
     pass
 
@@ -96,7 +102,7 @@ class Http:
                 msg += f" {doc['error'].get('code')}: {doc['error'].get('message')}"
             elif payload:
                 msg += f": {payload[:200].decode(errors='replace')}"
-            raise ApiError(msg, status, doc)
+            raise (Unavailable if status == 503 else ApiError)(msg, status, doc)
         return doc
 
 
@@ -107,10 +113,13 @@ class SurgeApi(Http):
         return self.json("POST", "/jobs", {"type": job_type, "params": params}, expect=(202,))
 
     def job(self, job_id):
-        """The job's JSON, or None when the api answers 404."""
+        """The job's JSON, or None when the api answers 404; Unavailable
+        on a 503 (Redis unreachable: ask again later)."""
         status, _, payload = self.request("GET", f"/jobs/{job_id}")
         if status == 404:
             return None
+        if status == 503:
+            raise Unavailable(f"GET /jobs/{job_id}: HTTP 503 (the api cannot reach Redis right now)", status)
         if status != 200:
             raise ApiError(f"GET /jobs/{job_id}: HTTP {status}: {payload[:200]!r}", status)
         return json.loads(payload)

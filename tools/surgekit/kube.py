@@ -3,9 +3,10 @@ port-forward and the sampler that reads replicas and CPU from Kubernetes.
 Everything goes through the kubectl of the current context."""
 import json
 import os
+import re
 import shutil
-import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -31,9 +32,12 @@ def kubectl_path():
     return p
 
 
-def kubectl(*args, timeout=30, check=True):
+def kubectl(*args, timeout=30, check=True, input=None, as_=None):
+    """Runs kubectl ARGS (input: its stdin; as_: a (user, group) to
+    impersonate); KubeError when it fails and check is true."""
+    args = tuple(map(str, args)) + ((f"--as={as_[0]}", f"--as-group={as_[1]}") if as_ else ())
     try:
-        r = subprocess.run([kubectl_path(), *args], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run([kubectl_path(), *args], capture_output=True, text=True, timeout=timeout, input=input)
     except subprocess.TimeoutExpired:
         raise KubeError(f"kubectl {' '.join(args)} did not answer within {timeout} s") from None
     if check and r.returncode != 0:
@@ -79,8 +83,17 @@ def _crd_exists(name):
     return kubectl("get", "crd", name, "--ignore-not-found", "-o", "name", check=False).stdout.strip() != ""
 
 
+# The context of the project's own single-node cluster (cluster/, make
+# cluster): a local cluster like kind, its images imported, never pulled.
+LOCAL_CLUSTER_CONTEXT = "surge"
+
+
+def is_local(context):
+    return context.startswith("kind-") or context == LOCAL_CLUSTER_CONTEXT
+
+
 def choose_overlay(context, keda):
-    kind = context.startswith("kind-")
+    kind = is_local(context)
     if keda:
         return "keda/kind" if kind else "keda"
     return "k8s/overlays/kind" if kind else "k8s"
@@ -203,6 +216,10 @@ def preflight(root, overlay=None):
         present = normalize_image(img) in on_nodes
         if present:
             checks.append(Check("image", True, f"{img} is on the nodes"))
+        elif policy == "Never" and context == LOCAL_CLUSTER_CONTEXT:
+            checks.append(Check("image", False, f"{img} is not on the node and the overlay never pulls it: "
+                                "run `make cluster-deploy` (builds the image and imports it into the "
+                                "cluster's containerd)"))
         elif policy == "Never":
             checks.append(Check("image", False, f"{img} is not on the nodes and the overlay never pulls it: "
                                 "run `make kind-load` (builds the image and loads it into kind)"))
@@ -223,16 +240,39 @@ def preflight(root, overlay=None):
 
 # ---------------------------------------------------------------- deploy
 
+# The Secrets the workloads need (k8s/secrets.example makes them).
+SECRETS = (("surge", "surge-api"), ("surge", "surge-worker"), ("surge", "surge-keda"),
+           ("surge-data", "redis-users"), ("surge-data", "postgres"))
+
+
+def secrets_in_cluster():
+    """The SECRETS that exist in the cluster now."""
+    have = []
+    for ns, name in SECRETS:
+        r = kubectl("get", "secret", name, "-n", ns, "--ignore-not-found", "-o", "name", check=False)
+        if r.returncode == 0 and r.stdout.strip():
+            have.append((ns, name))
+    return have
+
+
 def deploy(root, overlay, monitoring, emit=print, timeout=600):
     root = Path(root)
-    secrets = root / "secrets"
-    if not (secrets / "kustomization.yaml").exists():
-        emit("deploy: making the Secrets in secrets/ (scripts/k8s-secrets.sh)")
-        subprocess.run(["bash", str(root / "scripts/k8s-secrets.sh"), str(secrets)], check=True)
     emit(f"deploy: kubectl apply -k {overlay}")
     kubectl("apply", "-k", str(root / overlay), timeout=180)
-    emit("deploy: kubectl apply -k secrets/")
-    kubectl("apply", "-k", str(secrets), timeout=120)
+    # Secrets already in the cluster are never replaced: PostgreSQL keeps the
+    # password its data directory was created with, and Redis hashes the
+    # passwords only when it starts, so new values would lock the pods
+    # started next out of both (docs/kubernetes.md step 4 says how to
+    # change a password on purpose).
+    if len(secrets_in_cluster()) == len(SECRETS):
+        emit("deploy: the Secrets exist in the cluster already; kept as they are")
+    else:
+        secrets = root / "secrets"
+        if not (secrets / "kustomization.yaml").exists():
+            emit("deploy: making the Secrets in secrets/ (scripts/k8s-secrets.sh)")
+            subprocess.run(["bash", str(root / "scripts/k8s-secrets.sh"), str(secrets)], check=True)
+        emit("deploy: kubectl apply -k secrets/")
+        kubectl("apply", "-k", str(secrets), timeout=120)
     if monitoring:
         d = root / "build/demo/monitoring"
         d.mkdir(parents=True, exist_ok=True)
@@ -287,43 +327,66 @@ def wait_ready(emit, timeout):
 
 # ---------------------------------------------------------------- port-forward
 
-def free_local_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PortForward:
-    """kubectl port-forward to svc/surge-api: its public and admin ports on 127.0.0.1."""
+    """kubectl port-forward from 127.0.0.1 to a Service or pod, by default
+    svc/surge-api's public (8080) and admin (9090) ports. Local ports are
+    chosen by kubectl (no race with other programs picking free ports) and
+    kept when it restarts."""
 
-    def __init__(self, http_port=0, admin_port=0):
-        self.http_port = http_port or free_local_port()
-        self.admin_port = admin_port or free_local_port()
+    def __init__(self, target="svc/surge-api", remote_ports=(8080, 9090), namespace=NAMESPACE):
+        self.target = target
+        self.namespace = namespace
+        self.remote_ports = tuple(remote_ports)
+        self.local = {}          # remote port -> local port, once known
         self.proc = None
+        self._lines = []
+
+    @property
+    def http_port(self):
+        return self.local[8080]
+
+    @property
+    def admin_port(self):
+        return self.local[9090]
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            self._lines.append(line.strip())
+            if len(self._lines) > 400:  # "Handling connection for ..." adds up
+                del self._lines[len(self.remote_ports):200]
 
     def start(self, timeout=30):
+        pairs = [f"{self.local.get(r, '')}:{r}" for r in self.remote_ports]
+        self._lines = []
         self.proc = subprocess.Popen(
-            [kubectl_path(), "port-forward", "--address", "127.0.0.1", "-n", NAMESPACE, "svc/surge-api",
-             f"{self.http_port}:8080", f"{self.admin_port}:9090"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [kubectl_path(), "port-forward", "--address", "127.0.0.1", "-n", self.namespace, self.target,
+             *pairs], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # kubectl prints "Forwarding from 127.0.0.1:LOCAL -> REMOTE" once it listens.
+            found = {}
+            for line in list(self._lines):
+                m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+                if m:
+                    found[int(m.group(2))] = int(m.group(1))
+            if all(r in found for r in self.remote_ports):
+                self.local.update(found)
+                return self
             if self.proc.poll() is not None:
-                raise KubeError(f"kubectl port-forward stopped: {self.proc.stderr.read().strip()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.admin_port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.3)
+                time.sleep(0.1)  # the reader's last lines
+                raise KubeError(f"kubectl port-forward to {self.namespace}/{self.target} stopped: "
+                                + " ".join(self._lines)[-500:])
+            time.sleep(0.1)
         self.stop()
-        raise KubeError(f"kubectl port-forward to svc/surge-api did not open within {timeout} s")
+        raise KubeError(f"kubectl port-forward to {self.namespace}/{self.target} did not open within {timeout} s")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
     def ensure(self):
         """Restarts the port-forward on the same local ports if it stopped
-        (it does when the api pod it was attached to goes away)."""
+        (it does when the pod it was attached to goes away)."""
         if not self.alive():
             self.start()
 

@@ -40,19 +40,29 @@ class JobTracker:
         self.state = {}      # id -> status, or "missing" for a 404
         self.order = []
         self.cursor = 0
+        self.seen = {}       # id -> (type, attempts, worker) as last answered
 
-    def add(self, job_id):
+    def add(self, job_id, job_type=""):
         self.state[job_id] = "queued"
         self.order.append(job_id)
+        self.seen[job_id] = (job_type, None, None)
 
     def _check(self, job_id):
         job = self.api.job(job_id)
         if job is None:
             self.state[job_id] = "missing"
-        elif is_final(job):
+            return
+        if is_final(job):
             self.state[job_id] = job["status"]
         else:
             self.state[job_id] = "retrying" if job.get("status") == "failed" else job.get("status", "?")
+        self.seen[job_id] = (job.get("type") or self.seen[job_id][0], job.get("attempts"), job.get("worker"))
+
+    def rows(self):
+        """One row per job of the burst, in submission order: id, type,
+        state, attempts, worker (as last answered by the api)."""
+        return [{"id": i, "type": self.seen[i][0], "state": self.state[i],
+                 "attempts": self.seen[i][1], "worker": self.seen[i][2]} for i in self.order]
 
     def pending(self):
         return [i for i in self.order if self.state[i] not in FINAL]
@@ -184,7 +194,7 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     emit(f"burst: submitting {len(plan)} jobs ({burns} burn, {len(plan) - burns} read)")
     for job_type, params in plan:
         try:
-            tracker.add(api.submit(job_type, params)["id"])
+            tracker.add(api.submit(job_type, params)["id"], job_type)
         except Exception as e:  # noqa: BLE001 - counted and reported
             rejected.append(str(e))
     if rejected:
@@ -245,6 +255,7 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(out_dir / "timeline.csv", samples)
+    report.write_jobs_csv(out_dir / "jobs.csv", tracker.rows())
     # The chart and the figures come from the CSV as written, so that
     # `surge-demo report` redraws them identically from it.
     samples = report.read_csv(out_dir / "timeline.csv")
@@ -262,7 +273,7 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     if rejected:
         all_notes.append(f"{len(rejected)} job(s) were refused by the api (not counted as accepted): {rejected[0]}")
     meta = {"title": title, "when": when, "target": target, "burst": burst, "notes": all_notes,
-            "files": ["timeline.csv", "chart.svg", "summary.md", "run.json"]}
+            "files": ["timeline.csv", "jobs.csv", "chart.svg", "summary.md", "run.json"]}
     (out_dir / "summary.md").write_text(report.summary_markdown(fig, meta))
     (out_dir / "run.json").write_text(json.dumps({"meta": meta, "figures": fig,
                                                   "final_states": final}, indent=2) + "\n")

@@ -31,6 +31,19 @@ def write_csv(path, samples):
             w.writerow([_cell(s.get(c)) for c in COLUMNS])
 
 
+JOB_COLUMNS = ["id", "type", "state", "attempts", "worker"]
+
+
+def write_jobs_csv(path, rows):
+    """Every job of the burst and its final state: the list "jobs lost"
+    is counted from, for anyone who wants to look a job up in Redis."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(JOB_COLUMNS)
+        for r in rows:
+            w.writerow([_cell(r.get(c)) for c in JOB_COLUMNS])
+
+
 def read_csv(path):
     out = []
     with open(path, newline="") as f:
@@ -166,7 +179,8 @@ def summary_markdown(fig, meta):
           "- *Time to drain*: the first sample after the queue's peak with the queue empty and every "
           "job of the burst in a final state.",
           "- *Jobs lost*: jobs accepted with 202 that are neither finished (succeeded, failed, dead) nor "
-          "still queued or running, according to a final `GET /jobs/{id}` of every one of them.",
+          "still queued or running, according to a final `GET /jobs/{id}` of every one of them "
+          "(`jobs.csv` lists each job, its last state, attempts and worker).",
           ""]
     if meta.get("notes"):
         L += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]

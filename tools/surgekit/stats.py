@@ -17,12 +17,16 @@ while limit == 0 or moved < limit do
   if not id then break end
   local job = ARGV[2] .. 'job:' .. id
   if redis.call('HEXISTS', job, 'type') == 1 then
+    -- The same fields in a new hash, which has no expiry: PERSIST is not
+    -- among the commands of the ACL user `worker` that runs this on a cluster.
+    local fields = redis.call('HGETALL', job)
+    redis.call('DEL', job)
+    redis.call('HSET', job, unpack(fields))
     redis.call('HSET', job, 'status', 'queued', 'attempts', 0)
     redis.call('HDEL', job, 'error', 'finished_at', 'retry_at')
-    redis.call('PERSIST', job)
     moved = moved + 1
   else
-    redis.call('LPOP', KEYS[2])
+    redis.call('LREM', KEYS[2], 1, id)  -- the id just moved to the head
     kept[#kept + 1] = id
   end
 end
@@ -39,51 +43,66 @@ def heartbeat_info(value):
         return {}
 
 
+def no_permission(reply):
+    """An error reply saying the ACL user may not run the command."""
+    return isinstance(reply, RedisError) and str(reply).startswith("NOPERM")
+
+
 def snapshot(r, prefix="surge:"):
-    """Sizes of surge's keys and the live workers (heartbeat keys)."""
+    """Sizes of surge's keys and the live workers (heartbeat keys). Uses
+    only commands the ACL user `worker` may run, plus GET of the heartbeats
+    where allowed: without it (the cluster's worker user) the workers are
+    counted but their jobs in hand and concurrency are None."""
     hb_keys = r.scan_keys(prefix + "worker:*")
     proc_keys = r.scan_keys(prefix + "processing:*")
     cmds = [("LLEN", prefix + "queue"), ("ZCARD", prefix + "retry"), ("LLEN", prefix + "dead")]
-    cmds += [("GET", k) for k in hb_keys] + [("LLEN", k) for k in proc_keys]
+    cmds += [("LLEN", k) for k in proc_keys] + [("GET", k) for k in hb_keys]
     replies = r.pipeline(cmds)
+    beats = replies[3 + len(proc_keys):]
+    readable = not any(no_permission(x) for x in beats)
+    if not readable:
+        replies = replies[:3 + len(proc_keys)] + r.pipeline([("EXISTS", k) for k in hb_keys])
     for x in replies:
         if isinstance(x, RedisError):
             raise x
     queue, retry, dead = replies[:3]
-    beats = replies[3:3 + len(hb_keys)]
-    lens = replies[3 + len(hb_keys):]
+    lens = replies[3:3 + len(proc_keys)]
+    beats = replies[3 + len(proc_keys):]
     workers = {}
     for k, v in zip(hb_keys, beats):
-        if v is None:  # expired between SCAN and GET
+        if not v:  # expired between SCAN and GET (None) or EXISTS (0)
             continue
-        workers[k[len(prefix + "worker:"):]] = heartbeat_info(v)
+        workers[k[len(prefix + "worker:"):]] = heartbeat_info(v) if readable else {}
     return {
         "queue": queue,
         "retry": retry,
         "dead": dead,
         "processing": sum(lens),
         "workers": len(workers),
-        "in_flight": sum(int(w.get("in_flight", 0) or 0) for w in workers.values()),
-        "concurrency": sum(int(w.get("concurrency", 0) or 0) for w in workers.values()),
+        "in_flight": sum(int(w.get("in_flight", 0) or 0) for w in workers.values()) if readable else None,
+        "concurrency": sum(int(w.get("concurrency", 0) or 0) for w in workers.values()) if readable else None,
         "worker_names": sorted(workers),
         "worker_info": workers,
     }
 
 
 def where_is(r, job_id, prefix="surge:"):
-    """Where the id sits in Redis: a list of human-readable places."""
+    """Where the id sits in Redis: a list of human-readable places. Lists
+    and the retry set are read whole (LRANGE, ZRANGEBYSCORE), which the ACL
+    user `worker` may do, where LPOS and ZSCORE are not allowed."""
     places = []
-    pos = r.call("LPOS", prefix + "queue", job_id)
-    if pos is not None:
-        n = r.call("LLEN", prefix + "queue")
-        places.append(f"{prefix}queue, {n - pos} from the end that workers take first (of {n})")
-    score = r.call("ZSCORE", prefix + "retry", job_id)
-    if score is not None:
-        places.append(f"{prefix}retry, due at {float(score) / 1000:.3f} (unix time)")
-    if r.call("LPOS", prefix + "dead", job_id) is not None:
+    queue = r.call("LRANGE", prefix + "queue", 0, -1)
+    if job_id in queue:
+        n = len(queue)
+        places.append(f"{prefix}queue, {n - queue.index(job_id)} from the end that workers take first (of {n})")
+    retry = r.call("ZRANGEBYSCORE", prefix + "retry", "-inf", "+inf", "WITHSCORES")
+    due = dict(zip(retry[0::2], retry[1::2]))
+    if job_id in due:
+        places.append(f"{prefix}retry, due at {float(due[job_id]) / 1000:.3f} (unix time)")
+    if job_id in r.call("LRANGE", prefix + "dead", 0, -1):
         places.append(f"{prefix}dead")
     for k in r.scan_keys(prefix + "processing:*"):
-        if r.call("LPOS", k, job_id) is not None:
+        if job_id in r.call("LRANGE", k, 0, -1):
             worker = k[len(prefix + "processing:"):]
             alive = r.call("EXISTS", prefix + "worker:" + worker) == 1
             places.append(f"{k} (worker {worker} is {'alive' if alive else 'NOT beating: its list will be recovered'})")
