@@ -2,10 +2,14 @@
 # (cluster/README.md): root and cgroups needed, everything under build/cluster.
 #   make cluster-build    build what the cluster needs (cached)
 #   make cluster          build if needed, then start it (idempotent)
+#   make cluster-deploy   surge's image and stand-ins, then an overlay
+#                         (OVERLAY=k8s/overlays/kind) with a smoke read job
 #   make cluster-down     stop it, leave the machine as found (PURGE=1: state too)
 #   make cluster-leftovers  what of a cluster is still on the machine
 
-.PHONY: cluster-build cluster cluster-down cluster-leftovers
+OVERLAY ?= k8s/overlays/kind
+
+.PHONY: cluster-build cluster cluster-deploy cluster-undeploy cluster-down cluster-leftovers
 
 cluster-build:
 	cluster/build.sh
@@ -16,6 +20,12 @@ cluster:
 	cluster/preflight.sh
 	cluster/build.sh
 	cluster/up.sh
+
+cluster-deploy:
+	cluster/deploy.sh $(OVERLAY)
+
+cluster-undeploy:
+	cluster/deploy.sh --delete
 
 cluster-down:
 	cluster/down.sh $(if $(PURGE),--purge)
