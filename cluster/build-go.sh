@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds the cluster's Go programs into build/cluster/bin from the wrapper
-# modules in cluster/gomod/ (go.mod and go.sum committed: every version is
-# pinned): Kubernetes (apiserver, controller-manager, scheduler, kubelet,
-# kube-proxy, kubectl), metrics-server, CoreDNS, crictl, kube-router, pause.
+# Builds the cluster's Go programs into build/cluster/bin from the modules in
+# cluster/gomod/ (go.mod and go.sum committed: every version is pinned):
+#   cluster   Kubernetes (apiserver, controller-manager, scheduler, kubelet,
+#             kube-proxy, kubectl), metrics-server, crictl, kube-router, in
+#             one build (cluster/gomod-update.sh says why one module)
+#   coredns   a minimal CoreDNS (its own module: it needs client-go 0.35)
+#   pause     the pod sandbox process
 # Static (CGO_ENABLED=0), under `nice -n 19`; the module cache, build cache
 # and GOPATH are under build/cluster/go, so nothing outside is used.
 # Cached: a module whose inputs did not change since its last build is skipped.
@@ -11,10 +14,8 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 . "$CLUSTER_SRC/lib.sh"
 
-command -v go >/dev/null || die "the go command (1.24 or newer) is needed to build the cluster"
+go_env
 mkdir -p "$BIN" "$GO_DIR" "$LOGS"
-export GOPATH=$GO_DIR GOMODCACHE=$GO_DIR/pkg/mod GOCACHE=$GO_DIR/cache
-export GOFLAGS="-buildvcs=false -modcacherw -trimpath" CGO_ENABLED=0 GOTOOLCHAIN=local
 BUILD_DATE=2025-01-01T00:00:00Z   # fixed: the same inputs give the same binaries
 
 # build MODULE "OUTPUTS" LDFLAGS PACKAGE...: go build in cluster/gomod/MODULE,
@@ -43,17 +44,17 @@ stamp_k8s() { # PKG VERSION
     echo "-X $1.gitVersion=$2 -X $1.gitMajor=$major -X $1.gitMinor=$minor -X $1.gitTreeState=clean -X $1.buildDate=$BUILD_DATE"
 }
 
-K8S_LD="-s -w $(stamp_k8s k8s.io/component-base/version "$K8S_VERSION") $(stamp_k8s k8s.io/client-go/pkg/version "$K8S_VERSION")"
-build kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl" "$K8S_LD" \
+LD="-s -w $(stamp_k8s k8s.io/component-base/version "$K8S_VERSION")"
+LD="$LD $(stamp_k8s k8s.io/client-go/pkg/version "$K8S_VERSION")"
+LD="$LD -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+LD="$LD -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+LD="$LD -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=$BUILD_DATE"
+build cluster "kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl metrics-server crictl kube-router" \
+    "$LD" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
-    k8s.io/kubernetes/cmd/kubectl
-build metrics-server metrics-server "-s -w $(stamp_k8s k8s.io/component-base/version "$METRICS_SERVER_VERSION")" \
-    sigs.k8s.io/metrics-server/cmd/metrics-server
-build kube-router kube-router \
-    "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=$BUILD_DATE" \
-    github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+    k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/metrics-server/cmd/metrics-server \
+    sigs.k8s.io/cri-tools/cmd/crictl github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 build coredns coredns "-s -w" .
-build crictl crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
 build pause pause "-s -w" .
 say "Go programs ready in $BIN"

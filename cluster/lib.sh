@@ -75,6 +75,14 @@ inputs_hash() {
     for f in "$@"; do echo "${f#"$SURGE_ROOT"/}"; cat "$f"; done | sha256sum | cut -c1-16
 }
 
+# go_env: the go command works under build/cluster/go only (GOPATH, module
+# cache, build cache), builds static binaries and never changes toolchain.
+go_env() {
+    command -v go >/dev/null || die "the go command (1.24 or newer) is needed to build the cluster"
+    export GOPATH=$GO_DIR GOMODCACHE=$GO_DIR/pkg/mod GOCACHE=$GO_DIR/cache
+    export GOFLAGS="-buildvcs=false -modcacherw -trimpath" CGO_ENABLED=0 GOTOOLCHAIN=local
+}
+
 # cgroup_roots: the mounted cgroup hierarchies (v1: one per controller, v2: one).
 cgroup_roots() {
     awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts
