@@ -52,13 +52,9 @@ METRICS_SERVER_IMAGE=$IMAGE_PREFIX/metrics-server:$METRICS_SERVER_VERSION
 PATH=$BIN:$PATH
 
 # What a start changes outside CLUSTER_DIR, recorded in MARKER before the
-# first change so that cluster/sweep.sh can put it back: the sysctls that the
-# kubelet, kube-proxy or these scripts may set, and the fixed directories
-# that the components create when missing.
-SYSCTLS="net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.route_localnet
-  net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
-  vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
-  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max
-  net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
-  net.netfilter.nf_conntrack_tcp_be_liberal"
+# first change so that cluster/sweep.sh can put it back: the sysctls that
+# up.sh (bridge-nf-call-iptables) and the kubelet (the other ones) set, and
+# the fixed directories that the components create when missing.
+SYSCTLS="net.bridge.bridge-nf-call-iptables vm.overcommit_memory vm.panic_on_oom
+  kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 FIXED_DIRS="/run/containerd /var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods"

@@ -69,6 +69,7 @@ done
 
 if [[ -f $MARKER/sysctl.before ]]; then
     while IFS='=' read -r key value; do
+        grep -qwF -- "$key" <<<"$SYSCTLS" || continue
         now=$(sysctl -n "$key" 2>/dev/null)
         [[ $now == "$value" ]] || report sysctl "$key=$now (was $value)"
     done < "$MARKER/sysctl.before"

@@ -83,6 +83,15 @@ go_env() {
     export GOFLAGS="-buildvcs=false -modcacherw -trimpath" CGO_ENABLED=0 GOTOOLCHAIN=local
 }
 
+# record_sysctls FILE: "key=value" for each of SYSCTLS, now.
+record_sysctls() {
+    local key value
+    for key in $SYSCTLS; do
+        value=$(sysctl -n "$key" 2>/dev/null) && echo "$key=$value"
+    done > "$1.tmp"
+    mv "$1.tmp" "$1"
+}
+
 # cgroup_roots: the mounted cgroup hierarchies (v1: one per controller, v2: one).
 cgroup_roots() {
     awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts

@@ -78,10 +78,18 @@ for net in "$CLUSTER_CIDR" "$SERVICE_CIDR"; do
     conntrack -D -d "$net" >/dev/null 2>&1
 done
 
-# ---- sysctls: back to the values found before the first start
+# ---- sysctls: back to the values found before the first start, unless
+# something else changed one after this cluster started (then it is theirs)
 if [[ -f $MARKER/sysctl.before ]]; then
     while IFS='=' read -r key value; do
-        [[ $(sysctl -n "$key" 2>/dev/null) == "$value" ]] && continue
+        grep -qwF -- "$key" <<<"$SYSCTLS" || continue   # not one this version sets
+        now=$(sysctl -n "$key" 2>/dev/null)
+        [[ $now == "$value" ]] && continue
+        after=$(sed -n "s/^$key=//p" "$MARKER/sysctl.after" 2>/dev/null)
+        if [[ -n $after && $now != "$after" ]]; then
+            say "left $key=$now: changed by something else since the cluster started (was $value)"
+            continue
+        fi
         sysctl -qw "$key=$value" && say "restored $key=$value"
     done < "$MARKER/sysctl.before"
 fi

@@ -38,11 +38,8 @@ fi
 mkdir -p "$MARKER" "$STATE" "$RUN" "$LOGS"
 echo "$CLUSTER_DIR" > "$MARKER/workdir"
 if [[ ! -f $MARKER/sysctl.before ]]; then
-    for key in $SYSCTLS; do
-        value=$(sysctl -n "$key" 2>/dev/null) && echo "$key=$value"
-    done > "$MARKER/sysctl.before.tmp"
     for d in $FIXED_DIRS; do [[ -e $d ]] || echo "$d"; done > "$MARKER/created"
-    mv "$MARKER/sysctl.before.tmp" "$MARKER/sysctl.before"
+    record_sysctls "$MARKER/sysctl.before"
 fi
 
 "$CLUSTER_SRC/pki.sh"
@@ -66,6 +63,9 @@ sysctl -qw net.bridge.bridge-nf-call-iptables=1
 "$CLUSTER_SRC/node.sh"
 "$CLUSTER_SRC/addons.sh"
 "$CLUSTER_SRC/netpol.sh"
+# The sysctls as this cluster left them: the sweep puts back only those that
+# nobody else changed since.
+record_sysctls "$MARKER/sysctl.after"
 
 say "cluster up: node $NODE_NAME, Kubernetes $K8S_VERSION, context $CLUSTER_NAME"
 cat <<EOF
