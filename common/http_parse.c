@@ -38,6 +38,7 @@ static int on_url(http_parser *hp, const char *at, size_t n)
 {
     struct http_parse *p = hp->data;
     p->begun = true;
+    p->head = hp->method == HTTP_HEAD; /* the method is known once the target starts */
     if (count_header_bytes(p, n) == 0)
         buf_append(&p->url, at, n);
     return 0;
@@ -198,6 +199,7 @@ void http_parse_next(struct http_parse *p)
     p->field_is_content_type = false;
     p->last_was_value = false;
     p->header_bytes = 0;
+    p->head = false;
     p->begun = false;
     p->complete = false;
     p->keep_alive = false;

@@ -28,6 +28,7 @@ struct http_parse {
     bool field_is_content_type;
     bool last_was_value;
     size_t header_bytes;
+    bool head;     /* the current request's method is HEAD: answers carry no body */
     bool begun;    /* a byte of the current request has arrived */
     bool complete; /* the current request is complete */
     bool keep_alive;

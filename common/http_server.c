@@ -206,10 +206,13 @@ static void on_write(uv_write_t *req, int status)
     conn_unref(c);
 }
 
+/* Queues one answer. A HEAD answer has the headers of the GET, Content-Length
+ * included, and no body: keep-alive clients frame the next answer by it. */
 static void send_response(struct http_conn *c, int status, const char *content_type,
                           const char *extra_headers, const char *body, size_t body_len,
                           bool close_after)
 {
+    bool head = c->parse.head;
     struct write_req *w = xcalloc(1, sizeof *w);
     w->conn = c;
     w->close_after = close_after;
@@ -222,7 +225,7 @@ static void send_response(struct http_conn *c, int status, const char *content_t
                "%s\r\n",
                status, http_status_text(status), content_type, body_len,
                close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
-    if (body_len)
+    if (body_len && !head)
         buf_append(&w->data, body, body_len);
     uv_buf_t b = uv_buf_init(w->data.data, (unsigned)w->data.len);
     c->refs++;
