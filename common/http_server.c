@@ -377,9 +377,12 @@ static void process_input(struct http_conn *c)
         buf_consume(&c->in, used);
         if (r == HTTP_PARSE_INCOMPLETE) {
             if (c->parse.begun && c->state == CONN_IDLE) {
-                /* A request has begun: it must be complete by the deadline. */
+                /* A request has begun: it must be complete by the deadline.
+                 * The first request's deadline already runs since accept;
+                 * restarting it here would give a slow client twice as long. */
                 c->state = CONN_READING;
-                timer_start(c, TIMER_HEADERS, c->server->opts.header_timeout_ms);
+                if (c->timer_purpose != TIMER_HEADERS)
+                    timer_start(c, TIMER_HEADERS, c->server->opts.header_timeout_ms);
             }
             break;
         }

@@ -201,6 +201,37 @@ def test_slow_but_steady_headers_then_served(surge):
         assert_error(c.read(), 404, "not_found")
 
 
+def test_header_deadline_counts_from_accept(surge):
+    # A client that waits before its first byte gets no extra time: the
+    # deadline runs from accept, not from the first byte.
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=3)
+    with Client(api.http_port, timeout=15) as c:
+        t0 = time.monotonic()
+        time.sleep(2.5)
+        c.send(b"GET /jobs/x HTTP/1.1\r\n")
+        r = c.read()
+        waited = time.monotonic() - t0
+        assert_error(r, 408, "request_timeout")
+        # 3 s after accept; restarting at the first byte would make it 5.5 s.
+        assert waited < 4.5, f"408 came {waited:.2f} s after accept with a 3 s header timeout"
+        assert c.is_closed_by_peer(5), "connection still open after 408"
+
+
+def test_header_deadline_of_a_later_request_counts_from_its_first_byte(surge):
+    # Between requests the idle timeout applies; the next request's deadline
+    # starts with its first byte.
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=2, SURGE_IDLE_TIMEOUT_SECONDS=30)
+    with Client(api.http_port, timeout=15) as c:
+        assert_error(c.request("GET", "/jobs/x"), 404, "not_found")
+        time.sleep(2.5)
+        t0 = time.monotonic()
+        c.send(b"GET /jobs/x HTTP/1.1\r\n")
+        r = c.read()
+        waited = time.monotonic() - t0
+        assert_error(r, 408, "request_timeout")
+        assert waited >= 1.5, f"408 {waited:.2f} s after the request began, deadline 2 s"
+
+
 def test_redis_down_is_503_then_recovers(surge, redis):
     api = surge.api(SURGE_REDIS_TIMEOUT_MS=500)
     worker = surge.worker(SURGE_REDIS_TIMEOUT_MS=500)
