@@ -4,7 +4,14 @@
  * begun) -> HANDLING (the handler owns the request; reading is stopped, so
  * pipelined requests wait in `in` and are answered in order) -> IDLE again,
  * or CLOSING. The struct is freed only when both handles are closed and no
- * request or write refers to it (`refs`). */
+ * request or write refers to it (`refs`).
+ *
+ * Output: answers are appended to `out`; one write at a time is handed to
+ * libuv, and what piles up meanwhile goes out in the next one. A client that
+ * does not read its answers is not served further: while the answers waiting
+ * to be sent hold OUTPUT_LIMIT bytes of memory or more, no request is read or
+ * dispatched, so a connection holds at most about OUTPUT_LIMIT plus one answer
+ * (buffers grow by doubling: 20 KiB at worst for answers of the public port). */
 #include "http_server.h"
 #include "buf.h"
 #include "http_parse.h"
@@ -24,6 +31,10 @@ enum timer_purpose { TIMER_NONE, TIMER_IDLE, TIMER_HEADERS, TIMER_LINGER };
 
 #define READ_CHUNK 4096
 #define LINGER_MS 1000
+/* Memory held by answers not yet sent above which a connection is not read.
+ * 1 024 connections (SURGE_MAX_CONNECTIONS) at the worst case stay under the
+ * 32 MiB the api promises; test_limits.py measures it. */
+#define OUTPUT_LIMIT (16 * 1024)
 
 struct http_conn {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -38,7 +49,12 @@ struct http_conn {
     bool in_process;
     bool keep_alive;
     bool lingering;
-    struct buf in; /* received, not yet parsed */
+    bool writing;            /* a write is in flight */
+    bool close_after_output; /* shut down once `out` and the write are done */
+    bool out_blocked;        /* reading stopped until the output drains */
+    size_t out_writing;      /* memory held by the write in flight */
+    struct buf in;           /* received, not yet parsed */
+    struct buf out;          /* answers not handed to libuv yet */
     struct http_request req;
 };
 
@@ -59,7 +75,6 @@ struct write_req {
     uv_write_t req;
     struct http_conn *conn;
     struct buf data;
-    bool close_after;
 };
 
 static void conn_close(struct http_conn *c);
@@ -81,6 +96,7 @@ static void conn_unref(struct http_conn *c)
         c->next->prev = c->prev;
     s->n_conns--;
     buf_free(&c->in);
+    buf_free(&c->out);
     http_parse_free(&c->parse);
     free(c);
     maybe_finish_shutdown(s);
@@ -110,6 +126,11 @@ static void conn_close(struct http_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
+    if (c->out_blocked) {
+        /* Its answers have not been read for that long: give up on it. */
+        conn_close(c);
+        return;
+    }
     switch (c->timer_purpose) {
     case TIMER_HEADERS:
         if (c->state != CONN_HANDLING && http_parse_timed_out(&c->parse)) {
@@ -185,25 +206,87 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     conn_unref(c);
 }
 
+/* Memory this connection holds for answers not yet sent. */
+static size_t output_held(const struct http_conn *c)
+{
+    return c->out.cap + c->out_writing;
+}
+
+static void start_shutdown(struct http_conn *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->refs++;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        c->refs--;
+        conn_close(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Hands what `out` holds to libuv unless a write is in flight (on_write comes
+ * back here); with nothing left to send, shuts down if that was asked for. */
+static void flush_output(struct http_conn *c)
+{
+    if (c->writing || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (c->out.len == 0) {
+        if (c->close_after_output) {
+            c->close_after_output = false;
+            start_shutdown(c);
+        }
+        return;
+    }
+    struct write_req *w = xcalloc(1, sizeof *w);
+    w->conn = c;
+    w->data = c->out; /* the write owns these bytes now */
+    memset(&c->out, 0, sizeof c->out);
+    c->writing = true;
+    c->out_writing = w->data.cap;
+    uv_buf_t b = uv_buf_init(w->data.data, (unsigned)w->data.len);
+    c->refs++;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        /* libuv does not call back when the write could not be queued. */
+        c->refs--;
+        c->writing = false;
+        c->out_writing = 0;
+        buf_free(&w->data);
+        free(w);
+        conn_close(c);
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
     struct http_conn *c = w->conn;
     buf_free(&w->data);
-    bool close_after = w->close_after;
     free(w);
+    c->writing = false;
+    c->out_writing = 0;
     if (status < 0) {
         conn_close(c);
-    } else if (close_after && !uv_is_closing((uv_handle_t *)&c->tcp)) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->refs++;
-        c->shutdown.data = c;
-        if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
-            c->refs--;
-            conn_close(c);
+    } else {
+        flush_output(c);
+        if (c->out_blocked && output_held(c) < OUTPUT_LIMIT) {
+            /* The client reads again: go on with what it sent. */
+            c->out_blocked = false;
+            process_input(c);
         }
     }
     conn_unref(c);
+}
+
+/* Closes now, or once the answers already queued are sent. */
+static void close_when_sent(struct http_conn *c)
+{
+    if (output_held(c) == 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_CLOSING;
+    c->close_after_output = true;
 }
 
 /* Queues one answer. A HEAD answer has the headers of the GET, Content-Length
@@ -213,10 +296,7 @@ static void send_response(struct http_conn *c, int status, const char *content_t
                           bool close_after)
 {
     bool head = c->parse.head;
-    struct write_req *w = xcalloc(1, sizeof *w);
-    w->conn = c;
-    w->close_after = close_after;
-    buf_printf(&w->data,
+    buf_printf(&c->out,
                "HTTP/1.1 %d %s\r\n"
                "Content-Type: %s\r\n"
                "Content-Length: %zu\r\n"
@@ -226,17 +306,10 @@ static void send_response(struct http_conn *c, int status, const char *content_t
                status, http_status_text(status), content_type, body_len,
                close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
     if (body_len && !head)
-        buf_append(&w->data, body, body_len);
-    uv_buf_t b = uv_buf_init(w->data.data, (unsigned)w->data.len);
-    c->refs++;
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        /* libuv does not call back when the write could not be queued. */
-        c->refs--;
-        buf_free(&w->data);
-        free(w);
-        conn_close(c);
-    }
+        buf_append(&c->out, body, body_len);
+    if (close_after)
+        c->close_after_output = true;
+    flush_output(c);
 }
 
 static void error_body(struct buf *out, const char *code, const char *message)
@@ -348,7 +421,9 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
 {
     (void)size;
     struct http_conn *c = h->data;
-    *b = uv_buf_init(buf_reserve(&c->in, READ_CHUNK), READ_CHUNK);
+    /* One byte less than the chunk: with buf's terminating NUL an empty
+     * buffer then takes exactly READ_CHUNK bytes. */
+    *b = uv_buf_init(buf_reserve(&c->in, READ_CHUNK - 1), READ_CHUNK - 1);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
@@ -372,6 +447,12 @@ static void process_input(struct http_conn *c)
     c->in_process = true;
     c->refs++; /* keep c alive even if a handler closes it */
     while (c->state == CONN_IDLE || c->state == CONN_READING) {
+        if (output_held(c) >= OUTPUT_LIMIT) {
+            /* The client does not read its answers: read nothing more from
+             * it until they drain (on_write resumes). */
+            c->out_blocked = true;
+            break;
+        }
         size_t used;
         enum http_parse_result r = http_parse_feed(&c->parse, c->in.data, c->in.len, &used);
         buf_consume(&c->in, used);
@@ -392,17 +473,20 @@ static void process_input(struct http_conn *c)
             break;
         }
     }
-    bool open = c->state == CONN_IDLE || c->state == CONN_READING;
+    bool open = (c->state == CONN_IDLE || c->state == CONN_READING) && !c->out_blocked;
+    if (open && c->server->draining && c->state == CONN_IDLE && c->in.len == 0) {
+        close_when_sent(c);
+        open = false;
+    }
     if (open && !c->lingering) {
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-        if (c->server->draining && c->state == CONN_IDLE && c->in.len == 0)
-            conn_close(c);
     } else if (!c->lingering && !uv_is_closing((uv_handle_t *)&c->tcp)) {
-        /* HANDLING: pipelined input waits; CLOSING: nothing more is read. */
+        /* HANDLING: pipelined input waits; CLOSING: nothing more is read;
+         * blocked: the client must read its answers first. */
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
-    if (c->in.len == 0 && c->in.cap > 4 * READ_CHUNK)
-        buf_free(&c->in); /* give back what a large request needed */
+    if (c->in.len == 0)
+        buf_free(&c->in); /* an idle connection holds no input buffer */
     c->in_process = false;
     conn_unref(c);
 }
@@ -504,8 +588,16 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *), void *arg
     s->done_arg = arg;
     for (struct http_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CONN_IDLE && c->in.len == 0)
-            conn_close(c);
+        if (c->state == CONN_IDLE && c->in.len == 0) {
+            close_when_sent(c);
+        } else if (c->out_blocked) {
+            /* A client that does not read its answers gets the linger time
+             * to take them, not the whole grace period. Its requests still
+             * unread were never accepted. */
+            c->state = CONN_CLOSING;
+            c->close_after_output = true;
+            timer_start(c, TIMER_LINGER, LINGER_MS);
+        }
     }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
