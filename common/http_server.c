@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum conn_state { CONN_IDLE, CONN_READING, CONN_HANDLING, CONN_CLOSING };
 enum timer_purpose { TIMER_NONE, TIMER_IDLE, TIMER_HEADERS, TIMER_LINGER };
@@ -59,7 +60,7 @@ struct http_conn {
 };
 
 struct http_server {
-    uv_tcp_t listener;
+    struct http_listener *listener;
     uv_loop_t *loop;
     struct http_server_opts opts;
     struct http_conn *conns;
@@ -95,6 +96,8 @@ static void conn_unref(struct http_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->n_conns--;
+    if (s->opts.on_conn_event)
+        s->opts.on_conn_event(s->opts.name, HTTP_CONN_CLOSED, 0, s->n_conns);
     buf_free(&c->in);
     buf_free(&c->out);
     http_parse_free(&c->parse);
@@ -493,13 +496,14 @@ static void process_input(struct http_conn *c)
 
 /* ---- accepting ---- */
 
-static void on_connection(uv_stream_t *listener, int status)
+static size_t open_count(void *arg)
 {
-    struct http_server *s = listener->data;
-    if (status < 0) {
-        log_warn("accept_failed", "%s: %s", s->opts.name, uv_strerror(status));
-        return;
-    }
+    return ((struct http_server *)arg)->n_conns;
+}
+
+static void on_accept(int fd, void *arg)
+{
+    struct http_server *s = arg;
     struct http_conn *c = xcalloc(1, sizeof *c);
     c->server = s;
     uv_tcp_init(s->loop, &c->tcp);
@@ -512,7 +516,12 @@ static void on_connection(uv_stream_t *listener, int status)
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0 || s->draining) {
+    if (s->opts.on_conn_event)
+        s->opts.on_conn_event(s->opts.name, HTTP_CONN_OPENED, 0, s->n_conns);
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc < 0) {
+        log_warn("accept_failed", "%s: %s", s->opts.name, uv_strerror(rc));
+        close(fd); /* not the handle's yet */
         conn_close(c);
         return;
     }
@@ -530,32 +539,23 @@ int http_server_start(struct http_server **out, uv_loop_t *loop,
     struct http_server *s = xcalloc(1, sizeof *s);
     s->loop = loop;
     s->opts = *opts;
-
-    struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(opts->address, opts->port, (struct sockaddr_in *)&addr);
-    if (rc < 0)
-        rc = uv_ip6_addr(opts->address, opts->port, (struct sockaddr_in6 *)&addr);
-    if (rc == 0) {
-        uv_tcp_init(loop, &s->listener);
-        s->listener.data = s;
-        rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
-        if (rc < 0) {
-            log_error("listen_failed", "%s: cannot listen on %s:%d: %s", opts->name,
-                      opts->address, opts->port, uv_strerror(rc));
-            /* The handle is closed by the caller's shutdown path; free here. */
-            uv_close((uv_handle_t *)&s->listener, NULL);
-            uv_run(loop, UV_RUN_NOWAIT);
-            free(s);
-            return rc;
-        }
-    } else {
-        log_error("listen_failed", "%s: bad address %s", opts->name, opts->address);
+    struct http_listener_opts lo = {
+        .name = opts->name,
+        .address = opts->address,
+        .port = opts->port,
+        .max_connections = opts->max_connections,
+        .open_count = open_count,
+        .on_accept = on_accept,
+        .on_event = opts->on_conn_event,
+        .arg = s,
+    };
+    int rc = http_listener_start(&s->listener, loop, &lo);
+    if (rc < 0) {
         free(s);
         return rc;
     }
-    log_info("listening", "%s on %s:%d", opts->name, opts->address, opts->port);
+    log_info("listening", "%s on %s:%d, at most %zu connections", opts->name, opts->address,
+             opts->port, opts->max_connections);
     *out = s;
     return 0;
 }
@@ -572,9 +572,9 @@ static void maybe_finish_shutdown(struct http_server *s)
         done(arg);
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_listener_closed(void *arg)
 {
-    struct http_server *s = h->data;
+    struct http_server *s = arg;
     s->listener_closed = true;
     maybe_finish_shutdown(s);
 }
@@ -599,7 +599,7 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *), void *arg
             timer_start(c, TIMER_LINGER, LINGER_MS);
         }
     }
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    http_listener_close(s->listener, on_listener_closed, s);
 }
 
 size_t http_server_in_flight(const struct http_server *s)

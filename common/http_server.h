@@ -3,9 +3,13 @@
  * connection, so answers always go out in order. Limits are enforced here
  * before any handler runs: header size (431), body size (413, without reading
  * the body), missing length (411), header deadline (408), idle keep-alive
- * timeout (close), malformed HTTP (400). */
+ * timeout (close), malformed HTTP (400), the number of connections
+ * (http_listener.h) and the memory a client that does not read its answers
+ * may hold. */
 #ifndef SURGE_HTTP_SERVER_H
 #define SURGE_HTTP_SERVER_H
+
+#include "http_listener.h"
 
 #include <http_parser.h>
 #include <stdbool.h>
@@ -39,12 +43,14 @@ struct http_server_opts {
     const char *name; /* for logs: "api", "admin" */
     const char *address;
     int port;
+    size_t max_connections; /* past it new connections are closed at once */
     size_t max_header_bytes;
     size_t max_body_bytes;
     int header_timeout_ms;
     int idle_timeout_ms;
     http_handler_fn handler;
     http_observe_fn observe;
+    http_conn_event_fn on_conn_event; /* connections opened, closed, refused; may be NULL */
     void *ctx;
 };
 

@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -504,8 +505,9 @@ class PostgresServer:
 class SurgeProcess:
     """One surge binary as a subprocess, stderr captured to a file."""
 
-    def __init__(self, name, env, log_dir):
+    def __init__(self, name, env, log_dir, nofile=None):
         self.name = name
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the process, or None
         self.path = bin_dir() / name
         if not self.path.is_file() or not os.access(self.path, os.X_OK):
             pytest.fail(f"{self.path} is missing: build it first (`make` or `make san`), "
@@ -525,9 +527,15 @@ class SurgeProcess:
 
     def start(self, wait=True):
         self.stderr_file = open(self.stderr_path, "wb")
+        limit = self.nofile
+
+        def set_limits():
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen([str(self.path)], env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr_file, stderr=self.stderr_file,
-                                     cwd=str(REPO_ROOT))
+                                     cwd=str(REPO_ROOT), preexec_fn=set_limits)
         if wait:
             self.wait_healthy()
         return self
@@ -615,13 +623,13 @@ class Surge:
         env.update({k: str(v) for k, v in overrides.items()})
         return env
 
-    def start(self, name, wait=True, **overrides):
-        p = SurgeProcess(name, self.env(name, **overrides), self.log_dir)
+    def start(self, name, wait=True, nofile=None, **overrides):
+        p = SurgeProcess(name, self.env(name, **overrides), self.log_dir, nofile)
         self.procs.append(p)
         return p.start(wait)
 
-    def api(self, wait=True, **overrides):
-        return self.start("surge-api", wait, **overrides)
+    def api(self, wait=True, nofile=None, **overrides):
+        return self.start("surge-api", wait, nofile, **overrides)
 
     def worker(self, wait=True, **overrides):
         return self.start("surge-worker", wait, **overrides)

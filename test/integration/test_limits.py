@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from helpers import Client, assert_error, bin_dir, http, read_response
+from helpers import (Client, ConnectionClosed, assert_error, bin_dir, http, read_response,
+                     wait_for)
+from reliability import metrics
 
 RSS_CEILING_MIB = 32
 # One pipelined request whose answer (404) is several times its size.
@@ -226,3 +228,84 @@ def test_shutdown_does_not_wait_for_a_client_that_does_not_read(surge):
         assert took < 8, f"the drain waited {took:.1f} s for a client that does not read"
     finally:
         s.close()
+
+
+def sample(port, name, **labels):
+    """The value of one exported sample; fails when the api does not export it."""
+    key = (name, frozenset(labels.items()))
+    got = metrics(port)
+    assert key in got, f"{name}{labels} is not exported: {sorted(k for k in got if k[0] == name)}"
+    return got[key]
+
+
+def log_lines(proc, event):
+    return [line for line in proc.stderr().splitlines() if f" {event}: " in line]
+
+
+def test_connections_past_the_limit_are_closed_at_once(surge):
+    api = surge.api(SURGE_MAX_CONNECTIONS=4)
+    held = [Client(api.http_port, timeout=10) for _ in range(4)]
+    extra = []
+    try:
+        for c in held:
+            assert_error(c.request("GET", "/jobs/x"), 404, "not_found")
+        for _ in range(3):
+            # The kernel completes the handshake; the api closes it at once.
+            c = Client(api.http_port, timeout=10)
+            extra.append(c)
+            assert c.is_closed_by_peer(5), "a connection past SURGE_MAX_CONNECTIONS was served"
+        assert sample(api.admin_port, "surge_http_connections", server="api") == 4
+        assert sample(api.admin_port, "surge_http_connections_refused_total", server="api") == 3
+        # Logged once for the interval, not once per connection.
+        lines = log_lines(api, "connections_refused")
+        assert len(lines) == 1, lines
+        assert "4 connections open" in lines[0], lines
+
+        # Room again: accepting resumes.
+        held.pop().close()
+        wait_for(lambda: sample(api.admin_port, "surge_http_connections", server="api") == 3,
+                 15, message="the closed connection to be counted out")
+        with Client(api.http_port, timeout=10) as c:
+            assert_error(c.request("GET", "/jobs/x"), 404, "not_found")
+        # The others of the interval are reported when it ends.
+        wait_for(lambda: any("2 more connections refused" in line
+                             for line in log_lines(api, "connections_refused")),
+                 30, message="the refused connections of the interval to be logged")
+    finally:
+        for c in held + extra:
+            c.close()
+
+
+def test_running_out_of_descriptors_is_counted_and_logged(surge):
+    # 48 descriptors in all, SURGE_MAX_CONNECTIONS far above: accept itself fails.
+    api = surge.api(nofile=48, SURGE_MAX_CONNECTIONS=1000)
+    served, lost = [], 0
+    try:
+        for _ in range(80):
+            c = Client(api.http_port, timeout=10)
+            c.send(b"GET /jobs/x HTTP/1.1\r\n\r\n")
+            try:
+                r = c.read()
+            except (ConnectionClosed, OSError):
+                r = None
+            if r is None:
+                lost += 1
+                c.close()
+                if lost == 5:
+                    break
+            else:
+                assert_error(r, 404, "not_found")
+                served.append(c)
+        assert lost == 5, f"{len(served)} connections served and none lost: the limit did not bite"
+        lines = log_lines(api, "accept_failed")
+        assert len(lines) == 1 and "too many open files" in lines[0], lines
+        assert log_lines(api, "fd_limit"), "no warning at start that descriptors are short"
+    finally:
+        for c in served:
+            c.close()
+    # With descriptors free again, the admin port answers and counts each loss.
+    wait_for(lambda: sample(api.admin_port, "surge_http_connections", server="api") == 0,
+             15, message="the closed connections to be counted out")
+    assert sample(api.admin_port, "surge_http_accept_errors_total", server="api",
+                  error="emfile") == lost
+    assert http(api.http_port, "GET", "/jobs/x").status == 404
