@@ -53,13 +53,17 @@ static int on_header_field(http_parser *hp, const char *at, size_t n)
         p->field_len = 0;
         p->last_was_value = false;
     }
-    /* Names longer than the buffer cannot be Content-Type; keep counting. */
+    /* Names longer than the buffer are none we read; keep counting. */
     size_t room = p->field_len < sizeof p->field ? sizeof p->field - p->field_len : 0;
     if (room > 0)
         memcpy(p->field + p->field_len, at, n < room ? n : room);
     p->field_len += n;
-    p->field_is_content_type =
-        p->field_len == 12 && strncasecmp(p->field, "content-type", 12) == 0;
+    if (p->field_len == 12 && strncasecmp(p->field, "content-type", 12) == 0)
+        p->field_kind = FIELD_CONTENT_TYPE;
+    else if (p->field_len == 15 && strncasecmp(p->field, "idempotency-key", 15) == 0)
+        p->field_kind = FIELD_IDEMPOTENCY_KEY;
+    else
+        p->field_kind = FIELD_OTHER;
     return 0;
 }
 
@@ -68,9 +72,16 @@ static int on_header_value(http_parser *hp, const char *at, size_t n)
     struct http_parse *p = hp->data;
     if (count_header_bytes(p, n))
         return 0;
+    bool first = !p->last_was_value; /* of this header's value */
     p->last_was_value = true;
-    if (p->field_is_content_type && p->content_type.len + n <= 256)
+    if (p->field_kind == FIELD_CONTENT_TYPE && p->content_type.len + n <= 256) {
         buf_append(&p->content_type, at, n);
+    } else if (p->field_kind == FIELD_IDEMPOTENCY_KEY) {
+        if (first)
+            p->idem_keys++;
+        size_t room = HTTP_PARSE_IDEM_BYTES - p->idem_key.len;
+        buf_append(&p->idem_key, at, n < room ? n : room);
+    }
     return 0;
 }
 
@@ -132,6 +143,7 @@ void http_parse_free(struct http_parse *p)
     buf_free(&p->url);
     buf_free(&p->body);
     buf_free(&p->content_type);
+    buf_free(&p->idem_key);
 }
 
 enum http_parse_result http_parse_feed(struct http_parse *p, const char *data, size_t len,
@@ -187,6 +199,13 @@ int http_parse_take(struct http_parse *p, struct http_parsed *out)
     out->has_content_type = p->content_type.len > 0;
     out->json_content_type = is_json_type(&p->content_type);
     out->keep_alive = p->keep_alive;
+    if (p->idem_keys > 0) {
+        if (!p->idem_key.data)
+            buf_append(&p->idem_key, "", 0); /* an empty value */
+        out->idempotency_key = p->idem_key.data;
+        out->idempotency_key_len = p->idem_key.len;
+        out->idempotency_keys = p->idem_keys;
+    }
     return 0;
 }
 
@@ -195,8 +214,10 @@ void http_parse_next(struct http_parse *p)
     buf_reset(&p->url);
     buf_reset(&p->body);
     buf_reset(&p->content_type);
+    buf_reset(&p->idem_key);
+    p->idem_keys = 0;
     p->field_len = 0;
-    p->field_is_content_type = false;
+    p->field_kind = FIELD_OTHER;
     p->last_was_value = false;
     p->header_bytes = 0;
     p->head = false;

@@ -10,6 +10,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Bytes of an Idempotency-Key value kept: more than any valid key with its
+ * quotes and spaces, so a longer one is still seen as too long. */
+#define HTTP_PARSE_IDEM_BYTES 512
+
+/* The headers http_parse reads for the routes; every other one is skipped. */
+enum http_field { FIELD_OTHER, FIELD_CONTENT_TYPE, FIELD_IDEMPOTENCY_KEY };
+
 enum http_parse_result {
     HTTP_PARSE_INCOMPLETE, /* every byte used; more are needed */
     HTTP_PARSE_DONE,       /* a request is complete; bytes after it are left */
@@ -23,9 +30,11 @@ struct http_parse {
     struct buf url;
     struct buf body;
     struct buf content_type;
-    char field[16]; /* the current header name, enough to spot Content-Type */
+    struct buf idem_key;
+    int idem_keys;  /* Idempotency-Key headers received */
+    char field[16]; /* the current header name, enough to spot those we read */
     size_t field_len;
-    bool field_is_content_type;
+    enum http_field field_kind;
     bool last_was_value;
     size_t header_bytes;
     bool head;     /* the current request's method is HEAD: answers carry no body */
@@ -48,6 +57,9 @@ struct http_parsed {
     bool has_content_type;
     bool json_content_type; /* application/json, parameters allowed */
     bool keep_alive;
+    const char *idempotency_key; /* NUL-terminated value as received, NULL if none */
+    size_t idempotency_key_len;  /* at most HTTP_PARSE_IDEM_BYTES */
+    int idempotency_keys;        /* how many Idempotency-Key headers came */
 };
 
 void http_parse_init(struct http_parse *p, size_t max_header_bytes, size_t max_body_bytes);

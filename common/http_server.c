@@ -171,6 +171,7 @@ const char *http_status_text(int status)
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -362,6 +363,9 @@ static int dispatch(struct http_conn *c)
     r->body_len = parsed.body_len;
     r->has_content_type = parsed.has_content_type;
     r->json_content_type = parsed.json_content_type;
+    r->idempotency_key = parsed.idempotency_key;
+    r->idempotency_key_len = parsed.idempotency_key_len;
+    r->idempotency_keys = parsed.idempotency_keys;
     r->route = "other";
     r->started = util_mono_seconds();
     r->conn = c;

@@ -27,6 +27,9 @@ struct http_request {
     size_t body_len;
     bool has_content_type;
     bool json_content_type; /* application/json, parameters allowed */
+    const char *idempotency_key; /* the header's value as received, NULL if none */
+    size_t idempotency_key_len;
+    int idempotency_keys; /* how many Idempotency-Key headers came */
     const char *route;      /* label for metrics, set by the handler ("other") */
     double started;         /* monotonic seconds when the request was complete */
     struct http_conn *conn; /* private */

@@ -36,13 +36,14 @@ SANITIZER_MARKERS = (
 
 FINAL_STATUSES = ("succeeded", "failed", "dead")
 ERROR_CODES = {
-    400: ("bad_request", "bad_json", "unknown_type", "bad_params"),
+    400: ("bad_request", "bad_json", "unknown_type", "bad_params", "bad_idempotency_key"),
     404: ("not_found",),
     405: ("method_not_allowed",),
     408: ("request_timeout",),
     411: ("length_required",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
+    422: ("idempotency_key_reused",),
     431: ("headers_too_large",),
     503: ("unavailable",),
 }
