@@ -344,9 +344,11 @@ def poll_job(port, job_id, statuses=FINAL_STATUSES, timeout=30):
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:port with its files in folder (appendonly)."""
+    """redis-server on 127.0.0.1:port with its files in folder (appendonly);
+    with a password, the default user needs it (requirepass)."""
 
-    def __init__(self, folder, port=None):
+    def __init__(self, folder, port=None, password=None):
+        self.password = password
         self.server = require_program("redis-server")
         self.cli_path = require_program("redis-cli")
         self.folder = Path(folder)
@@ -365,7 +367,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.server, "--bind", LOOPBACK, "--port", str(self.port),
              "--dir", str(self.folder), "--appendonly", "yes", "--save", "",
-             "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log)],
+             "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log),
+             *(["--requirepass", self.password] if self.password else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             env=clean_env())
         deadline = time.monotonic() + 15
@@ -395,7 +398,9 @@ class RedisServer:
 
     def cli(self, *args):
         """Runs redis-cli against this server; returns its stripped output."""
-        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *map(str, args)],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *auth,
+                            *map(str, args)],
                            capture_output=True, text=True, timeout=10, env=clean_env())
         if r.returncode != 0:
             raise subprocess.SubprocessError(f"redis-cli {args}: {r.stderr or r.stdout}")
@@ -621,7 +626,11 @@ class Surge:
             "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
         })
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        env.update({k: str(v) for k, v in overrides.items()})
+        for k, v in overrides.items():
+            if v is None:
+                env.pop(k, None)  # left unset: the binary's default
+            else:
+                env[k] = str(v)
         return env
 
     def start(self, name, wait=True, nofile=None, **overrides):
