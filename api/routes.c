@@ -101,8 +101,11 @@ static void on_enqueued(redisReply *reply, const char *err, void *arg)
         metrics_add(sm.jobs_enqueued, labels, 1);
     }
     char headers[96 + JOB_ID_LEN];
-    snprintf(headers, sizeof headers, "Location: /jobs/%s\r\n%s", p->id,
-             outcome == 0 ? "Idempotent-Replayed: true\r\n" : "");
+    if (outcome == 0)
+        snprintf(headers, sizeof headers, "Location: /jobs/%s\r\nIdempotent-Replayed: true\r\n",
+                 p->id);
+    else
+        snprintf(headers, sizeof headers, "Location: /jobs/%s\r\n", p->id);
     char body[128];
     int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"type\":\"%s\",\"status\":\"queued\"}",
                      p->id, job_type_name(p->type));

@@ -48,6 +48,7 @@ struct http_conn {
     enum timer_purpose timer_purpose;
     int refs; /* open handles + outstanding request + writes in flight */
     bool in_process;
+    bool in_lent; /* `in` is the server's read buffer, for one on_read */
     bool keep_alive;
     bool lingering;
     bool writing;            /* a write is in flight */
@@ -61,6 +62,8 @@ struct http_conn {
 
 struct http_server {
     struct http_listener *listener;
+    char read_buf[READ_CHUNK]; /* lent to one connection at a time (on_alloc) */
+    bool read_buf_lent;
     uv_loop_t *loop;
     struct http_server_opts opts;
     struct http_conn *conns;
@@ -424,10 +427,21 @@ void http_respond_error(struct http_request *req, int status, const char *code,
 
 /* ---- reading ---- */
 
+/* A connection with nothing buffered reads into the server's one read
+ * buffer: the parser copies what it keeps, so only bytes left unparsed (a
+ * request cut short, pipelined requests waiting) need memory of the
+ * connection's own. libuv calls on_read right after on_alloc, before any
+ * other connection reads. */
 static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
 {
     (void)size;
     struct http_conn *c = h->data;
+    struct http_server *s = c->server;
+    if (c->in.len == 0 && !s->read_buf_lent) {
+        s->read_buf_lent = true;
+        *b = uv_buf_init(s->read_buf, sizeof s->read_buf);
+        return;
+    }
     /* One byte less than the chunk: with buf's terminating NUL an empty
      * buffer then takes exactly READ_CHUNK bytes. */
     *b = uv_buf_init(buf_reserve(&c->in, READ_CHUNK - 1), READ_CHUNK - 1);
@@ -435,15 +449,29 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 {
-    (void)b;
     struct http_conn *c = stream->data;
+    struct http_server *s = c->server;
+    bool lent = b->base == s->read_buf;
+    if (nread > 0 && lent) {
+        /* Parse from the shared buffer, then keep what is left. */
+        c->in = (struct buf){.data = s->read_buf, .len = (size_t)nread, .cap = sizeof s->read_buf};
+        c->in_lent = true;
+        process_input(c);
+        struct buf rest = {0};
+        if (c->in.len)
+            buf_append(&rest, c->in.data, c->in.len);
+        c->in = rest;
+        c->in_lent = false;
+    } else if (nread > 0) {
+        c->in.len += (size_t)nread;
+        process_input(c);
+    }
+    if (lent)
+        s->read_buf_lent = false;
     if (nread < 0) {
         /* EOF or error. A handler still working will find CLOSING. */
         conn_close(c);
-        return;
     }
-    c->in.len += (size_t)nread;
-    process_input(c);
 }
 
 /* Parses what is buffered, dispatching complete requests one at a time. */
@@ -492,7 +520,7 @@ static void process_input(struct http_conn *c)
          * blocked: the client must read its answers first. */
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
-    if (c->in.len == 0)
+    if (c->in.len == 0 && !c->in_lent)
         buf_free(&c->in); /* an idle connection holds no input buffer */
     c->in_process = false;
     conn_unref(c);
