@@ -203,7 +203,7 @@ static void method_not_allowed(struct http_request *req, const char *allow)
     http_respond_error(req, 405, "method_not_allowed", msg, headers);
 }
 
-void routes_match(enum http_method method, const char *path, size_t len, struct route_match *m)
+void routes_match(enum llhttp_method method, const char *path, size_t len, struct route_match *m)
 {
     bool is_get = method == HTTP_GET || method == HTTP_HEAD;
     bool is_post = method == HTTP_POST;

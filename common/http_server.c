@@ -1,4 +1,4 @@
-/* http_server: HTTP/1.1 on libuv with http_parser. See http_server.h.
+/* http_server: HTTP/1.1 on libuv, parsed by http_parse. See http_server.h.
  *
  * Life of a connection: IDLE (between requests) -> READING (a request has
  * begun) -> HANDLING (the handler owns the request; reading is stopped, so

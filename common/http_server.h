@@ -1,5 +1,5 @@
 /* http_server: the HTTP/1.1 server both binaries use, on libuv, parsing with
- * http_parser. Keep-alive; pipelined requests are handled one at a time per
+ * llhttp (through http_parse). Keep-alive; pipelined requests are handled one at a time per
  * connection, so answers always go out in order. Limits are enforced here
  * before any handler runs: header size (431), body size (413, without reading
  * the body), missing length (411), header deadline (408), idle keep-alive
@@ -11,7 +11,7 @@
 
 #include "http_listener.h"
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -20,7 +20,7 @@ struct http_server;
 struct http_conn;
 
 struct http_request {
-    enum http_method method;
+    enum llhttp_method method;
     const char *path; /* NUL-terminated, without the query string */
     size_t path_len;
     const char *body; /* NUL-terminated copy; body_len bytes */

@@ -4,6 +4,8 @@ requests split across many packets, Connection: close, HTTP/1.0, idle timeout.""
 import socket
 import time
 
+import pytest
+
 from helpers import Client, assert_error, build_request, post_job, read_response
 
 
@@ -154,3 +156,45 @@ def test_head_on_the_admin_port(api, worker):
                 # The page changes between two requests (counters, latencies,
                 # the HEAD's own series): the length is that of a real page.
                 assert n > 20, (proc.name, path, head, get)
+
+
+# Requests that a proxy in front and surge could delimit differently, each
+# carrying a second request that a lenient reading would answer as well.
+SMUGGLED = b"GET /jobs/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+SMUGGLING = [
+    ("Content-Length and Transfer-Encoding",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("Transfer-Encoding and Content-Length",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\nContent-Length: 13\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("Content-Length twice",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\nContent-Length: 0\r\n\r\n{\"item_id\":1}" + SMUGGLED),
+    ("folded Transfer-Encoding",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("space before the colon",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length : 0\r\n\r\n" + SMUGGLED),
+    ("Transfer-Encoding not ending in chunked",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("chunk size with a space",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nd \r\n{\"item_id\":1}\r\n0\r\n\r\n" + SMUGGLED),
+    ("LF alone ending a header",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\n"
+     b"Content-Length: 13\r\n\r\n{\"item_id\":1}" + SMUGGLED),
+]
+
+
+@pytest.mark.parametrize("what,payload", SMUGGLING, ids=[w for w, _ in SMUGGLING])
+def test_request_smuggling_is_refused(api, redis, what, payload):
+    """One 400 and the connection closed: neither the request nor what it
+    carries is served, and no job is queued."""
+    with Client(api.http_port, timeout=10) as c:
+        c.send(payload)
+        assert_error(c.read(), 400, "bad_request")
+        assert c.is_closed_by_peer(5), f"{what}: more was read after the refusal"
+    assert redis.cli("LLEN", "surge:queue") == "0", what

@@ -6,6 +6,7 @@
 
 Suite *config_suite(void);
 Suite *http_parse_suite(void);
+Suite *http_smuggling_suite(void);
 Suite *routes_suite(void);
 Suite *idempotency_suite(void);
 Suite *json_reader_suite(void);

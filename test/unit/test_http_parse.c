@@ -36,7 +36,7 @@ static enum http_parse_result feed_str(struct http_parse *p, const char *s, size
 
 struct valid_request {
     const char *raw;
-    enum http_method method;
+    enum llhttp_method method;
     const char *path;
     const char *body;
     bool has_content_type;
