@@ -19,8 +19,9 @@ COPY worker/ worker/
 RUN make -j"$(nproc)" BUILD=release
 # The runtime root filesystem: the two binaries, exactly the shared libraries
 # they load (their ldd closure, from the same Debian packages: libuv1,
-# libhiredis0.14, libpq5, libhttp-parser2.9, glibc, OpenSSL, ...), those
-# packages' copyright files, and a passwd entry for the user 10001.
+# libhiredis0.14, libpq5, glibc, OpenSSL, ...), those packages' copyright
+# files and those of the code compiled in (llhttp, jsmn), and a passwd entry
+# for the user 10001.
 COPY scripts/image-rootfs.sh scripts/
 RUN scripts/image-rootfs.sh /rootfs build/release/surge-api build/release/surge-worker
 

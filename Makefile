@@ -7,11 +7,18 @@ OUT     := build/$(BUILD)
 PKGS    := libuv hiredis libpq
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Werror
+# llhttp (Debian's node-llhttp) ships C sources, not a library: they are
+# compiled into the binaries as third-party code (its own warnings are not
+# ours, so -w), in strict mode, with its header as a system header.
+LLHTTP_DIR    := /usr/share/llhttp
+LLHTTP_INC    := /usr/share/include/llhttp
+LLHTTP_SRC    := $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c $(LLHTTP_DIR)/llhttp.c
+LLHTTP_FLAGS  := -DLLHTTP_STRICT_MODE=1 -isystem $(LLHTTP_INC)
 CFLAGS_COMMON := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g $(WARN) -MMD -MP \
-                 -Icommon -isystem /usr/include/postgresql \
+                 -Icommon -isystem /usr/include/postgresql $(LLHTTP_FLAGS) \
                  $(shell pkg-config --cflags-only-other $(PKGS) 2>/dev/null)
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lhiredis -lpq) \
-           -lhttp_parser -lpthread -lm
+           -lpthread -lm
 
 ifeq ($(BUILD),san)
   CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -28,7 +35,8 @@ API_SRC    := $(wildcard api/*.c)
 WORKER_SRC := $(wildcard worker/*.c)
 UNIT_SRC   := $(wildcard test/unit/*.c)
 
-COMMON_OBJ := $(COMMON_SRC:%.c=$(OUT)/%.o)
+LLHTTP_OBJ := $(LLHTTP_SRC:$(LLHTTP_DIR)/%.c=$(OUT)/llhttp/%.o)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(OUT)/%.o) $(LLHTTP_OBJ)
 API_OBJ    := $(API_SRC:%.c=$(OUT)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(OUT)/%.o)
 # Unit tests link the modules they test, minus the binaries' main().
@@ -65,6 +73,11 @@ $(OUT)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	@$(CC) $(CFLAGS) -c -o $@ $<
+
+$(OUT)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@ (llhttp)"
+	@$(CC) -std=c11 -g -w -MMD -MP $(LLHTTP_FLAGS) $(CFLAGS_MODE) -c -o $@ $<
 
 san:
 	$(MAKE) BUILD=san all

@@ -8,7 +8,9 @@
 #include "redis_client.h"
 #include "routes.h"
 #include "surge_metrics.h"
+#include "util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 static struct app app;
@@ -72,6 +74,17 @@ int main(void)
         return 2;
     }
 
+    /* Every connection is a descriptor: room for SURGE_MAX_CONNECTIONS, the
+     * admin port's and a few of our own (Redis, listeners, stdio). */
+    size_t want_fds = (size_t)cfg->max_connections + ADMIN_MAX_CONNECTIONS + 64;
+    size_t fds = util_raise_fd_limit(want_fds);
+    if (fds < want_fds)
+        log_warn("fd_limit",
+                 "only %zu descriptors may be open, %zu wanted for SURGE_MAX_CONNECTIONS=%d: "
+                 "connections past that are closed at once and counted in "
+                 "surge_http_accept_errors_total",
+                 fds, want_fds, cfg->max_connections);
+
     struct rc_opts ro = app_redis_opts(&app, "redis", on_redis_state, NULL);
     surge_metrics_init(SURGE_ROLE_API);
     api.cfg = cfg;
@@ -84,12 +97,14 @@ int main(void)
         .name = "api",
         .address = cfg->bind_address,
         .port = cfg->http_port,
+        .max_connections = (size_t)cfg->max_connections,
         .max_header_bytes = 8192,
         .max_body_bytes = (size_t)cfg->max_body_bytes,
         .header_timeout_ms = cfg->header_timeout_seconds * 1000,
         .idle_timeout_ms = cfg->idle_timeout_seconds * 1000,
         .handler = routes_handle,
         .observe = surge_metrics_observe_http,
+        .on_conn_event = surge_metrics_conn_event,
         .ctx = &api,
     };
     struct admin_opts ao = {
@@ -98,6 +113,7 @@ int main(void)
         .health = health,
         .render_metrics = metrics_render,
         .observe = surge_metrics_observe_http,
+        .on_conn_event = surge_metrics_conn_event,
     };
     if (http_server_start(&public_server, app.loop, &po) < 0 ||
         admin_start(&admin_server, app.loop, &ao) < 0) {

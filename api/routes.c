@@ -1,5 +1,6 @@
 /* routes: POST /jobs, POST /jobs/read, POST /jobs/burn, GET /jobs/{id}. */
 #include "routes.h"
+#include "idempotency.h"
 #include "job.h"
 #include "job_view.h"
 #include "log.h"
@@ -15,17 +16,34 @@
 /* Stores the job hash and queues its id in one atomic step: a job is either
  * fully accepted or not at all. KEYS: job hash, queue. ARGV: type, params,
  * created_at, id. */
-static const char enqueue_script[] =
-    "redis.call('HSET', KEYS[1], 'type', ARGV[1], 'params', ARGV[2], 'status', 'queued', "
-    "'attempts', '0', 'created_at', ARGV[3]) "
+#define ENQUEUE_LUA                                                                              \
+    "redis.call('HSET', KEYS[1], 'type', ARGV[1], 'params', ARGV[2], 'status', 'queued', "      \
+    "'attempts', '0', 'created_at', ARGV[3]) "                                                   \
     "redis.call('LPUSH', KEYS[2], ARGV[4]) "
-    "return 1";
+
+static const char enqueue_script[] = ENQUEUE_LUA "return 1";
+
+/* The same for a request with an Idempotency-Key, in the same atomic step:
+ * the key's string holds the id of the job it created and a hash of that job
+ * (type and params as read, so spacing and key order do not matter); a
+ * request with the key again gets that id back ('replay') if it asks for the
+ * same job, or 'conflict'. KEYS: job hash, queue, idempotency key. ARGV:
+ * type, params, created_at, id, seconds the key lives. */
+static const char enqueue_idem_script[] =
+    "local fp = redis.sha1hex(ARGV[1] .. ' ' .. ARGV[2]) "
+    "local seen = redis.call('GET', KEYS[3]) "
+    "if seen then "
+    "  if string.sub(seen, 28) == fp then return {'replay', string.sub(seen, 1, 26)} end "
+    "  return {'conflict', string.sub(seen, 1, 26)} "
+    "end " ENQUEUE_LUA "redis.call('SET', KEYS[3], ARGV[4] .. ' ' .. fp, 'EX', ARGV[5]) "
+    "return {'new', ARGV[4]}";
 
 /* One request waiting for Redis. */
 struct pending_job {
     struct http_request *req;
     char id[JOB_ID_LEN + 1];
     enum job_type type;
+    bool idempotent; /* sent with an Idempotency-Key */
 };
 
 static void unavailable(struct http_request *req, const char *why)
@@ -35,19 +53,59 @@ static void unavailable(struct http_request *req, const char *why)
     http_respond_error(req, 503, "unavailable", msg, RETRY_AFTER);
 }
 
+/* The answer of the Idempotency-Key script: 1 for a new job, 0 for a replay
+ * (p->id becomes the first job's id), -1 for a key used for another job,
+ * -2 for an answer that makes no sense. */
+static int idem_outcome(const redisReply *reply, struct pending_job *p)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return -2;
+    const char *what = reply->element[0]->str;
+    if (!strcmp(what, "conflict"))
+        return -1;
+    if (!job_id_valid(reply->element[1]->str, reply->element[1]->len))
+        return -2;
+    if (!strcmp(what, "new"))
+        return 1;
+    if (strcmp(what, "replay") != 0)
+        return -2;
+    memcpy(p->id, reply->element[1]->str, JOB_ID_LEN);
+    return 0;
+}
+
 static void on_enqueued(redisReply *reply, const char *err, void *arg)
 {
     struct pending_job *p = arg;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        log_warn("enqueue_failed", "job %s: %s", p->id, reply ? reply->str : err);
+    int outcome = 1;
+    if (reply && reply->type != REDIS_REPLY_ERROR && p->idempotent)
+        outcome = idem_outcome(reply, p);
+    if (!reply || reply->type == REDIS_REPLY_ERROR || outcome == -2) {
+        log_warn("enqueue_failed", "job %s: %s", p->id,
+                 !reply ? err : outcome == -2 ? "unexpected answer" : reply->str);
         unavailable(p->req, reply ? "redis error" : err);
         free(p);
         return;
     }
-    const char *labels[] = {job_type_name(p->type)};
-    metrics_add(sm.jobs_enqueued, labels, 1);
-    char headers[64 + JOB_ID_LEN];
-    snprintf(headers, sizeof headers, "Location: /jobs/%s\r\n", p->id);
+    if (outcome == -1) {
+        http_respond_error(p->req, 422, "idempotency_key_reused",
+                           "this Idempotency-Key was sent with another job; use a new key for a "
+                           "new job",
+                           NULL);
+        free(p);
+        return;
+    }
+    if (outcome == 1) {
+        const char *labels[] = {job_type_name(p->type)};
+        metrics_add(sm.jobs_enqueued, labels, 1);
+    }
+    char headers[96 + JOB_ID_LEN];
+    if (outcome == 0)
+        snprintf(headers, sizeof headers, "Location: /jobs/%s\r\nIdempotent-Replayed: true\r\n",
+                 p->id);
+    else
+        snprintf(headers, sizeof headers, "Location: /jobs/%s\r\n", p->id);
     char body[128];
     int n = snprintf(body, sizeof body, "{\"id\":\"%s\",\"type\":\"%s\",\"status\":\"queued\"}",
                      p->id, job_type_name(p->type));
@@ -64,6 +122,12 @@ static void create_job(struct api_ctx *api, struct http_request *req, enum job_t
     }
     struct job_request jr;
     struct job_error err;
+    char idem[IDEM_KEY_MAX + 1];
+    if (req->idempotency_key && idem_parse_header(req->idempotency_key, req->idempotency_key_len,
+                                                  req->idempotency_keys, idem, &err)) {
+        http_respond_error(req, err.status, err.code, err.message, NULL);
+        return;
+    }
     if (job_parse_request(req->body, req->body_len, forced, api->cfg->burn_default_seconds,
                           api->cfg->burn_max_seconds, &jr, &err)) {
         http_respond_error(req, err.status, err.code, err.message, NULL);
@@ -72,13 +136,24 @@ static void create_job(struct api_ctx *api, struct http_request *req, enum job_t
     struct pending_job *p = xmalloc(sizeof *p);
     p->req = req;
     p->type = jr.type;
+    p->idempotent = req->idempotency_key != NULL;
     job_new_id(p->id);
     char created[32];
     util_format_iso8601(util_now_ms(), created, sizeof created);
     struct buf key = {0};
     key_job(&key, p->id);
-    rc_command(api->redis, on_enqueued, p, "EVAL %s 2 %s %s %s %s %s %s", enqueue_script,
-               key.data, key_queue(), job_type_name(jr.type), jr.params_json, created, p->id);
+    if (!p->idempotent) {
+        rc_command(api->redis, on_enqueued, p, "EVAL %s 2 %s %s %s %s %s %s", enqueue_script,
+                   key.data, key_queue(), job_type_name(jr.type), jr.params_json, created, p->id);
+    } else {
+        struct buf idem_key = {0};
+        idem_redis_key(&idem_key, idem);
+        rc_command(api->redis, on_enqueued, p, "EVAL %s 3 %s %s %s %s %s %s %s %d",
+                   enqueue_idem_script, key.data, key_queue(), idem_key.data,
+                   job_type_name(jr.type), jr.params_json, created, p->id,
+                   api->cfg->result_ttl_seconds);
+        buf_free(&idem_key);
+    }
     buf_free(&key);
 }
 
@@ -128,7 +203,7 @@ static void method_not_allowed(struct http_request *req, const char *allow)
     http_respond_error(req, 405, "method_not_allowed", msg, headers);
 }
 
-void routes_match(enum http_method method, const char *path, size_t len, struct route_match *m)
+void routes_match(enum llhttp_method method, const char *path, size_t len, struct route_match *m)
 {
     bool is_get = method == HTTP_GET || method == HTTP_HEAD;
     bool is_post = method == HTTP_POST;

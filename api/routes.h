@@ -23,7 +23,7 @@ struct route_match {
     size_t id_len;
 };
 
-void routes_match(enum http_method method, const char *path, size_t path_len,
+void routes_match(enum llhttp_method method, const char *path, size_t path_len,
                   struct route_match *out);
 
 /* The http_server handler for the public port; ctx is a struct api_ctx. */

@@ -46,12 +46,14 @@ int admin_start(struct http_server **out, uv_loop_t *loop, const struct admin_op
         .name = "admin",
         .address = opts->address,
         .port = opts->port,
+        .max_connections = ADMIN_MAX_CONNECTIONS,
         .max_header_bytes = 8192,
         .max_body_bytes = 1024,
         .header_timeout_ms = 10000,
         .idle_timeout_ms = 60000,
         .handler = handle,
         .observe = opts->observe,
+        .on_conn_event = opts->on_conn_event,
     };
     return http_server_start(out, loop, &h);
 }

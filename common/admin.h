@@ -16,7 +16,13 @@ struct admin_opts {
     void (*render_metrics)(struct buf *out, void *arg);
     void *metrics_arg;
     http_observe_fn observe; /* metrics of the admin requests themselves; may be NULL */
+    http_conn_event_fn on_conn_event; /* metrics of its connections; may be NULL */
 };
+
+/* Connections the admin port serves at once: the kubelet's probes and
+ * Prometheus need a handful; as many as the public port's default, so that
+ * idle connections there (test_chaos.py holds 500) leave room for probes. */
+#define ADMIN_MAX_CONNECTIONS 1024
 
 /* Starts the admin server; returns 0 or a negative libuv error. */
 int admin_start(struct http_server **out, uv_loop_t *loop, const struct admin_opts *opts);

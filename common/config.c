@@ -38,6 +38,9 @@ static const struct setting settings[] = {
     {"SURGE_MAX_ATTEMPTS", "5", K_INT, 1, 100, F(max_attempts)},
     {"SURGE_RESULT_TTL_SECONDS", "86400", K_INT, 1, 31536000, F(result_ttl_seconds)},
     {"SURGE_MAX_BODY_BYTES", "16384", K_INT, 64, 1048576, F(max_body_bytes)},
+    /* 1 024 connections at their worst (20 KiB of unread answers, a 4 KiB
+     * read buffer) hold about 25 MiB: within the api pod's 128 MiB limit. */
+    {"SURGE_MAX_CONNECTIONS", "1024", K_INT, 1, 1000000, F(max_connections)},
     {"SURGE_HEADER_TIMEOUT_SECONDS", "10", K_INT, 1, 3600, F(header_timeout_seconds)},
     {"SURGE_IDLE_TIMEOUT_SECONDS", "60", K_INT, 1, 3600, F(idle_timeout_seconds)},
     {"SURGE_SHUTDOWN_GRACE_SECONDS", "30", K_INT, 0, 3600, F(shutdown_grace_seconds)},

@@ -26,6 +26,7 @@ struct cfg {
     int max_attempts;
     int result_ttl_seconds;
     int max_body_bytes;
+    int max_connections;
     int header_timeout_seconds;
     int idle_timeout_seconds;
     int shutdown_grace_seconds;

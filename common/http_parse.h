@@ -1,14 +1,26 @@
-/* http_parse: turns bytes into HTTP/1.1 requests with http_parser, enforcing
- * the limits (header bytes, body bytes, a length on requests with a body).
+/* http_parse: turns bytes into HTTP/1.1 requests with llhttp (compiled in from
+ * Debian's node-llhttp, strict mode), enforcing the limits (header bytes, body
+ * bytes, a length on requests with a body) and refusing what could smuggle a
+ * request past a proxy that reads it another way.
  * No I/O here: http_server.c feeds it, and unit tests feed it directly. */
 #ifndef SURGE_HTTP_PARSE_H
 #define SURGE_HTTP_PARSE_H
 
 #include "buf.h"
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+/* Bytes of an Idempotency-Key value kept: more than any valid key with its
+ * quotes and spaces, so a longer one is still seen as too long. */
+#define HTTP_PARSE_IDEM_BYTES 512
+
+/* Where http_parse is in the header section, looking for line folding. */
+enum http_scan { SCAN_START, SCAN_LINE, SCAN_LINE_START, SCAN_CR, SCAN_DONE };
+
+/* The headers http_parse reads for the routes; every other one is skipped. */
+enum http_field { FIELD_OTHER, FIELD_CONTENT_TYPE, FIELD_IDEMPOTENCY_KEY };
 
 enum http_parse_result {
     HTTP_PARSE_INCOMPLETE, /* every byte used; more are needed */
@@ -17,17 +29,20 @@ enum http_parse_result {
 };
 
 struct http_parse {
-    http_parser parser;
+    llhttp_t parser;
     size_t max_header_bytes;
     size_t max_body_bytes;
     struct buf url;
     struct buf body;
     struct buf content_type;
-    char field[16]; /* the current header name, enough to spot Content-Type */
+    struct buf idem_key;
+    int idem_keys;  /* Idempotency-Key headers received */
+    char field[16]; /* the current header name, enough to spot those we read */
     size_t field_len;
-    bool field_is_content_type;
-    bool last_was_value;
+    enum http_field field_kind; /* of the header whose value is being read */
+    enum http_scan scan;        /* where the look for line folding is */
     size_t header_bytes;
+    bool head;     /* the current request's method is HEAD: answers carry no body */
     bool begun;    /* a byte of the current request has arrived */
     bool complete; /* the current request is complete */
     bool keep_alive;
@@ -39,7 +54,7 @@ struct http_parse {
 /* A complete request, pointing into the parser's buffers (valid until
  * http_parse_next or http_parse_free). */
 struct http_parsed {
-    enum http_method method;
+    enum llhttp_method method;
     char *path; /* NUL-terminated, without query or fragment */
     size_t path_len;
     const char *body; /* NUL-terminated */
@@ -47,6 +62,9 @@ struct http_parsed {
     bool has_content_type;
     bool json_content_type; /* application/json, parameters allowed */
     bool keep_alive;
+    const char *idempotency_key; /* NUL-terminated value as received, NULL if none */
+    size_t idempotency_key_len;  /* at most HTTP_PARSE_IDEM_BYTES */
+    int idempotency_keys;        /* how many Idempotency-Key headers came */
 };
 
 void http_parse_init(struct http_parse *p, size_t max_header_bytes, size_t max_body_bytes);

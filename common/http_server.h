@@ -1,13 +1,17 @@
 /* http_server: the HTTP/1.1 server both binaries use, on libuv, parsing with
- * http_parser. Keep-alive; pipelined requests are handled one at a time per
+ * llhttp (through http_parse). Keep-alive; pipelined requests are handled one at a time per
  * connection, so answers always go out in order. Limits are enforced here
  * before any handler runs: header size (431), body size (413, without reading
  * the body), missing length (411), header deadline (408), idle keep-alive
- * timeout (close), malformed HTTP (400). */
+ * timeout (close), malformed HTTP (400), the number of connections
+ * (http_listener.h) and the memory a client that does not read its answers
+ * may hold. */
 #ifndef SURGE_HTTP_SERVER_H
 #define SURGE_HTTP_SERVER_H
 
-#include <http_parser.h>
+#include "http_listener.h"
+
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -16,13 +20,16 @@ struct http_server;
 struct http_conn;
 
 struct http_request {
-    enum http_method method;
+    enum llhttp_method method;
     const char *path; /* NUL-terminated, without the query string */
     size_t path_len;
     const char *body; /* NUL-terminated copy; body_len bytes */
     size_t body_len;
     bool has_content_type;
     bool json_content_type; /* application/json, parameters allowed */
+    const char *idempotency_key; /* the header's value as received, NULL if none */
+    size_t idempotency_key_len;
+    int idempotency_keys; /* how many Idempotency-Key headers came */
     const char *route;      /* label for metrics, set by the handler ("other") */
     double started;         /* monotonic seconds when the request was complete */
     struct http_conn *conn; /* private */
@@ -39,12 +46,14 @@ struct http_server_opts {
     const char *name; /* for logs: "api", "admin" */
     const char *address;
     int port;
+    size_t max_connections; /* past it new connections are closed at once */
     size_t max_header_bytes;
     size_t max_body_bytes;
     int header_timeout_ms;
     int idle_timeout_ms;
     http_handler_fn handler;
     http_observe_fn observe;
+    http_conn_event_fn on_conn_event; /* connections opened, closed, refused; may be NULL */
     void *ctx;
 };
 

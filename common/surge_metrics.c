@@ -33,6 +33,30 @@ void surge_metrics_init(enum surge_role role)
             const char *v[] = {job_type_name((enum job_type)t)};
             metrics_add(sm.jobs_enqueued, v, 0);
         }
+        sm.http_connections = metrics_gauge("surge_http_connections",
+                                            "Connections open now, by server (api, admin).",
+                                            "server");
+        sm.http_refused = metrics_counter(
+            "surge_http_connections_refused_total",
+            "Connections closed at once because the server had its maximum open "
+            "(SURGE_MAX_CONNECTIONS for the api).",
+            "server");
+        sm.http_accept_errors = metrics_counter(
+            "surge_http_accept_errors_total",
+            "Connections lost because accepting them failed, by error (emfile: the process is "
+            "out of descriptors; enfile: the system is).",
+            "server,error");
+        static const char *const servers[] = {"api", "admin"};
+        static const char *const errors[] = {"emfile", "enfile"};
+        for (size_t i = 0; i < ARRAY_LEN(servers); i++) {
+            const char *v[] = {servers[i]};
+            metrics_set(sm.http_connections, v, 0);
+            metrics_add(sm.http_refused, v, 0);
+            for (size_t e = 0; e < ARRAY_LEN(errors); e++) {
+                const char *ve[] = {servers[i], errors[e]};
+                metrics_add(sm.http_accept_errors, ve, 0);
+            }
+        }
         return;
     }
     sm.jobs_finished = metrics_counter(
@@ -73,6 +97,36 @@ void surge_metrics_observe_http(const struct http_request *req, int status, void
     metrics_add(sm.http_requests, labels, 1);
     if (req->started > 0)
         metrics_observe(sm.http_duration, labels, util_mono_seconds() - req->started);
+}
+
+static const char *accept_error_label(int err)
+{
+    switch (err) {
+    case UV_EMFILE: return "emfile";
+    case UV_ENFILE: return "enfile";
+    case UV_ENOBUFS: return "enobufs";
+    case UV_ENOMEM: return "enomem";
+    default: return "other";
+    }
+}
+
+void surge_metrics_conn_event(const char *server, enum http_conn_event ev, int err, size_t open)
+{
+    const char *v[] = {server};
+    switch (ev) {
+    case HTTP_CONN_OPENED:
+    case HTTP_CONN_CLOSED:
+        metrics_set(sm.http_connections, v, (double)open);
+        break;
+    case HTTP_CONN_REFUSED:
+        metrics_add(sm.http_refused, v, 1);
+        break;
+    case HTTP_CONN_ACCEPT_FAILED: {
+        const char *ve[] = {server, accept_error_label(err)};
+        metrics_add(sm.http_accept_errors, ve, 1);
+        break;
+    }
+    }
 }
 
 static const char sizes_script[] = "return {redis.call('LLEN', KEYS[1]), "

@@ -14,6 +14,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* Raises the soft limit of open descriptors towards want (never above the
+ * hard limit, never lowers it); returns the soft limit now in force. */
+size_t util_raise_fd_limit(size_t want);
+
 /* Wall clock in milliseconds since the Unix epoch. */
 int64_t util_now_ms(void);
 /* Monotonic clock in seconds, for durations. */

@@ -7,10 +7,11 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_FLAGS   := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -Icommon \
-                -isystem /usr/include/postgresql -fsanitize=fuzzer,address,undefined \
+                -isystem /usr/include/postgresql $(LLHTTP_FLAGS) -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all
 FUZZ_LIBS    := $(LDLIBS)
-FUZZ_SRC     := $(filter-out common/app.c,$(COMMON_SRC)) api/routes.c api/job_view.c
+FUZZ_SRC     := $(filter-out common/app.c,$(COMMON_SRC)) api/routes.c api/job_view.c api/idempotency.c \
+                $(LLHTTP_SRC)
 FUZZ_TARGETS := http json
 
 build/fuzz/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_SRC) $(wildcard common/*.h api/*.h)

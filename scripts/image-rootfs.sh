@@ -2,7 +2,8 @@
 # Assembles the runtime root filesystem of the image (Dockerfile, build stage):
 # the given binaries in /usr/local/bin, every shared library they load (their
 # ldd closure, dynamic loader included) at the same paths as on Debian, the
-# copyright files of the Debian packages those libraries come from, and
+# copyright files of the Debian packages those libraries come from and of
+# those whose sources are compiled into the binaries (COMPILED_IN), and
 # passwd/group entries for the unprivileged user 10001.
 # Usage: scripts/image-rootfs.sh OUT BINARY...
 set -euo pipefail
@@ -32,7 +33,10 @@ for bin in "$@"; do
 done
 mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
 
-pkgs=()
+# Code compiled in has no library for ldd to find; its licence travels too.
+# Keep in sync with the Makefile (LLHTTP_SRC) and scripts/install-deps.sh.
+COMPILED_IN=(node-llhttp libjsmn-dev)
+pkgs=("${COMPILED_IN[@]}")
 for lib in "${libs[@]}"; do
     copy_file "$lib"
     owner="$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "/usr$lib" 2>/dev/null || true)"

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 declare -A GROUP
-GROUP[build]="build-essential pkg-config libuv1-dev libhiredis-dev libpq-dev libjsmn-dev libhttp-parser-dev"
+# node-llhttp: llhttp's C sources, compiled into the binaries (Makefile).
+GROUP[build]="build-essential pkg-config libuv1-dev libhiredis-dev libpq-dev libjsmn-dev node-llhttp"
 GROUP[run]="redis-server redis-tools postgresql postgresql-client"
 GROUP[test]="check clang libclang-rt-14-dev valgrind python3-venv prometheus curl"
 GROUP[image]="podman debootstrap runc"

@@ -1,7 +1,8 @@
 /* libFuzzer harness for the HTTP request path: arbitrary bytes go through
  * http_parse (limits included) in chunks, pipelined requests included, and
- * each complete request goes through the router and the job validation, as
- * surge-api does. Nothing may crash, leak or read out of bounds. */
+ * each complete request goes through the router, the Idempotency-Key check
+ * and the job validation, as surge-api does. Nothing may crash, leak or read out of bounds. */
+#include "../../api/idempotency.h"
 #include "../../api/routes.h"
 #include "http_parse.h"
 #include "job.h"
@@ -42,6 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m.method_ok && m.route != ROUTE_NONE && m.route != ROUTE_JOB) {
             struct job_request jr;
             struct job_error err;
+            char key[IDEM_KEY_MAX + 1];
+            if (req.idempotency_key)
+                idem_parse_header(req.idempotency_key, req.idempotency_key_len,
+                                  req.idempotency_keys, key, &err);
             enum job_type forced = m.route == ROUTE_JOBS_READ   ? JOB_READ
                                    : m.route == ROUTE_JOBS_BURN ? JOB_BURN
                                                                 : JOB_TYPE_UNKNOWN;

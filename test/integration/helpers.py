@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -35,13 +36,14 @@ SANITIZER_MARKERS = (
 
 FINAL_STATUSES = ("succeeded", "failed", "dead")
 ERROR_CODES = {
-    400: ("bad_request", "bad_json", "unknown_type", "bad_params"),
+    400: ("bad_request", "bad_json", "unknown_type", "bad_params", "bad_idempotency_key"),
     404: ("not_found",),
     405: ("method_not_allowed",),
     408: ("request_timeout",),
     411: ("length_required",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
+    422: ("idempotency_key_reused",),
     431: ("headers_too_large",),
     503: ("unavailable",),
 }
@@ -342,9 +344,11 @@ def poll_job(port, job_id, statuses=FINAL_STATUSES, timeout=30):
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:port with its files in folder (appendonly)."""
+    """redis-server on 127.0.0.1:port with its files in folder (appendonly);
+    with a password, the default user needs it (requirepass)."""
 
-    def __init__(self, folder, port=None):
+    def __init__(self, folder, port=None, password=None):
+        self.password = password
         self.server = require_program("redis-server")
         self.cli_path = require_program("redis-cli")
         self.folder = Path(folder)
@@ -363,7 +367,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [self.server, "--bind", LOOPBACK, "--port", str(self.port),
              "--dir", str(self.folder), "--appendonly", "yes", "--save", "",
-             "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log)],
+             "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log),
+             *(["--requirepass", self.password] if self.password else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             env=clean_env())
         deadline = time.monotonic() + 15
@@ -393,7 +398,9 @@ class RedisServer:
 
     def cli(self, *args):
         """Runs redis-cli against this server; returns its stripped output."""
-        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *map(str, args)],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *auth,
+                            *map(str, args)],
                            capture_output=True, text=True, timeout=10, env=clean_env())
         if r.returncode != 0:
             raise subprocess.SubprocessError(f"redis-cli {args}: {r.stderr or r.stdout}")
@@ -504,8 +511,9 @@ class PostgresServer:
 class SurgeProcess:
     """One surge binary as a subprocess, stderr captured to a file."""
 
-    def __init__(self, name, env, log_dir):
+    def __init__(self, name, env, log_dir, nofile=None):
         self.name = name
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the process, or None
         self.path = bin_dir() / name
         if not self.path.is_file() or not os.access(self.path, os.X_OK):
             pytest.fail(f"{self.path} is missing: build it first (`make` or `make san`), "
@@ -525,9 +533,15 @@ class SurgeProcess:
 
     def start(self, wait=True):
         self.stderr_file = open(self.stderr_path, "wb")
+        limit = self.nofile
+
+        def set_limits():
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.proc = subprocess.Popen([str(self.path)], env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr_file, stderr=self.stderr_file,
-                                     cwd=str(REPO_ROOT))
+                                     cwd=str(REPO_ROOT), preexec_fn=set_limits)
         if wait:
             self.wait_healthy()
         return self
@@ -612,16 +626,20 @@ class Surge:
             "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
         })
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        env.update({k: str(v) for k, v in overrides.items()})
+        for k, v in overrides.items():
+            if v is None:
+                env.pop(k, None)  # left unset: the binary's default
+            else:
+                env[k] = str(v)
         return env
 
-    def start(self, name, wait=True, **overrides):
-        p = SurgeProcess(name, self.env(name, **overrides), self.log_dir)
+    def start(self, name, wait=True, nofile=None, **overrides):
+        p = SurgeProcess(name, self.env(name, **overrides), self.log_dir, nofile)
         self.procs.append(p)
         return p.start(wait)
 
-    def api(self, wait=True, **overrides):
-        return self.start("surge-api", wait, **overrides)
+    def api(self, wait=True, nofile=None, **overrides):
+        return self.start("surge-api", wait, nofile, **overrides)
 
     def worker(self, wait=True, **overrides):
         return self.start("surge-worker", wait, **overrides)

@@ -336,8 +336,10 @@ def test_thousands_of_idle_connections(surge):
     if soft != resource.RLIM_INFINITY and soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
-        # The api inherits the raised limit.
-        api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=60, SURGE_IDLE_TIMEOUT_SECONDS=60)
+        # The api inherits the raised limit; its connection limit is above
+        # what the test opens (past it, connections would be refused).
+        api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=60, SURGE_IDLE_TIMEOUT_SECONDS=60,
+                        SURGE_MAX_CONNECTIONS=n_public + 100)
         poll_until(lambda: _ready(api), 15, what="api ready")
         limit = [line for line in Path(f"/proc/{api.pid}/limits").read_text().splitlines()
                  if line.startswith("Max open files")][0]

@@ -201,6 +201,37 @@ def test_slow_but_steady_headers_then_served(surge):
         assert_error(c.read(), 404, "not_found")
 
 
+def test_header_deadline_counts_from_accept(surge):
+    # A client that waits before its first byte gets no extra time: the
+    # deadline runs from accept, not from the first byte.
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=3)
+    with Client(api.http_port, timeout=15) as c:
+        t0 = time.monotonic()
+        time.sleep(2.5)
+        c.send(b"GET /jobs/x HTTP/1.1\r\n")
+        r = c.read()
+        waited = time.monotonic() - t0
+        assert_error(r, 408, "request_timeout")
+        # 3 s after accept; restarting at the first byte would make it 5.5 s.
+        assert waited < 4.5, f"408 came {waited:.2f} s after accept with a 3 s header timeout"
+        assert c.is_closed_by_peer(5), "connection still open after 408"
+
+
+def test_header_deadline_of_a_later_request_counts_from_its_first_byte(surge):
+    # Between requests the idle timeout applies; the next request's deadline
+    # starts with its first byte.
+    api = surge.api(SURGE_HEADER_TIMEOUT_SECONDS=2, SURGE_IDLE_TIMEOUT_SECONDS=30)
+    with Client(api.http_port, timeout=15) as c:
+        assert_error(c.request("GET", "/jobs/x"), 404, "not_found")
+        time.sleep(2.5)
+        t0 = time.monotonic()
+        c.send(b"GET /jobs/x HTTP/1.1\r\n")
+        r = c.read()
+        waited = time.monotonic() - t0
+        assert_error(r, 408, "request_timeout")
+        assert waited >= 1.5, f"408 {waited:.2f} s after the request began, deadline 2 s"
+
+
 def test_redis_down_is_503_then_recovers(surge, redis):
     api = surge.api(SURGE_REDIS_TIMEOUT_MS=500)
     worker = surge.worker(SURGE_REDIS_TIMEOUT_MS=500)
@@ -287,36 +318,40 @@ def _post(path, body):
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def test_garbage_never_crashes(api):
-    payloads = [
-        b"\x00\x01\x02\r\n\r\n",
-        b"GET /jobs/x HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"POST /jobs HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\n\r\n{}",
-        b"POST /jobs HTTP/1.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 99999999999999999999\r\n\r\n",
-        b"POST /jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-        b"Content-Type: application/json\r\n\r\nzz\r\n",
-        _post("/jobs/read", b'{"item_id":\x00}'),
-        _post("/jobs", b"[" * 200),
-        _post("/jobs", b"{" * 200),
-        _post("/jobs", b'{"type":"read","params":{"item_id":99999999999999999999999}}'),
-        _post("/jobs", b'{"type":"read","params":{"item_id":1e400}}'),
-        _post("/jobs", b'{"type":"\\ud800","params":{}}'),
-        _post("/jobs", b'{"type":"read","params":{"item_id":1},"x":' + b"[" * 100 + b"]" * 100 + b"}"),
-        _post("/jobs", '{"type":"réad","params":{}}'.encode()),
-        _post("/jobs", b'{"type":"read\xff","params":{}}'),
-        _post("/jobs/burn", b'{"seconds":-9223372036854775808}'),
-        _post("/jobs/burn", b'{"seconds":9223372036854775808}'),
-    ]
-    for p in payloads:
-        with Client(api.http_port, timeout=10) as c:
-            c.send(p)
-            try:
-                r = read_response(c.f)
-            except ConnectionClosed:
-                continue
-            # Nothing here is a valid job except perhaps the unknown field.
-            assert 400 <= r.status < 500 or r.status == 202, f"{p!r} -> {r!r}"
-            if r.status != 202:
-                assert_error(r, r.status)
-    still_serves(api)
+# Malformed or hostile input and the one answer each must get. Framing errors
+# (the request cannot be delimited) also close the connection.
+GARBAGE = [
+    (b"\x00\x01\x02\r\n\r\n", 400, "bad_request"),
+    (b"GET /jobs/x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "bad_request"),
+    (b"POST /jobs HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\n\r\n{}", 400, "bad_request"),
+    (b"POST /jobs HTTP/1.1\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 99999999999999999999\r\n\r\n", 400, "bad_request"),
+    (b"POST /jobs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Type: application/json\r\n\r\nzz\r\n", 400, "bad_request"),
+    (_post("/jobs/read", b'{"item_id":\x00}'), 400, "bad_json"),
+    (_post("/jobs", b"[" * 200), 400, "bad_json"),
+    (_post("/jobs", b"{" * 200), 400, "bad_json"),
+    (_post("/jobs", b'{"type":"read","params":{"item_id":99999999999999999999999}}'), 400, "bad_params"),
+    (_post("/jobs", b'{"type":"read","params":{"item_id":1e400}}'), 400, "bad_params"),
+    (_post("/jobs", b'{"type":"\\ud800","params":{}}'), 400, "unknown_type"),
+    # Nested deeper than the token array holds, under an unknown field.
+    (_post("/jobs", b'{"type":"read","params":{"item_id":1},"x":' + b"[" * 100 + b"]" * 100 + b"}"),
+     400, "bad_json"),
+    (_post("/jobs", '{"type":"réad","params":{}}'.encode()), 400, "unknown_type"),
+    (_post("/jobs", b'{"type":"read\xff","params":{}}'), 400, "bad_json"),
+    (_post("/jobs/burn", b'{"seconds":-9223372036854775808}'), 400, "bad_params"),
+    (_post("/jobs/burn", b'{"seconds":9223372036854775808}'), 400, "bad_params"),
+]
+
+
+@pytest.mark.parametrize("payload,status,code", GARBAGE)
+def test_garbage_gets_its_answer(api, redis, payload, status, code):
+    with Client(api.http_port, timeout=10) as c:
+        c.send(payload)
+        r = read_response(c.f)
+        assert_error(r, status, code)
+        if code == "bad_request":
+            assert "close" in (r.header("connection") or "").lower(), r
+            assert c.is_closed_by_peer(5), "connection still open after a framing error"
+    assert redis.cli("LLEN", "surge:queue") == "0"
+    still_serves(api, redis)

@@ -4,7 +4,9 @@ requests split across many packets, Connection: close, HTTP/1.0, idle timeout.""
 import socket
 import time
 
-from helpers import Client, assert_error, build_request, read_response
+import pytest
+
+from helpers import Client, assert_error, build_request, post_job, read_response
 
 
 def test_keep_alive_many_requests_one_socket(api):
@@ -106,3 +108,93 @@ def test_many_connections_at_once(api):
     finally:
         for c in clients:
             c.close()
+
+
+def _head_then_get(port, path):
+    """HEAD then GET of path pipelined on one keep-alive connection; returns
+    both answers. The HEAD answer is read as HEAD (headers only), so a body
+    sent after it shows up where the GET's status line should be."""
+    with Client(port) as c:
+        c.send(build_request("HEAD", path) + build_request("GET", path))
+        head = c.read("HEAD")
+        get = c.read("GET")
+        # Nothing else may follow: a third answer or stray bytes would be a bug.
+        c.sock.settimeout(0.3)
+        try:
+            extra = c.sock.recv(1)
+        except (socket.timeout, TimeoutError):
+            extra = b""
+        assert extra == b"", f"bytes after the GET answer: {extra!r}"
+    return head, get
+
+
+def test_head_has_the_headers_of_get_and_no_body(api):
+    job_id = post_job(api.http_port, "/jobs/read", {"item_id": 3})
+    for path, status in ((f"/jobs/{job_id}", 200), ("/jobs/01M8A4E1EA2HS751PXC6HB2TWS", 404),
+                         ("/jobs/nope", 404), ("/nope", 404)):
+        head, get = _head_then_get(api.http_port, path)
+        assert head.status == get.status == status, (path, head, get)
+        assert head.header("content-length") == str(len(get.body)), (path, head, get)
+        assert head.header("content-type") == get.header("content-type"), (path, head, get)
+    # HEAD of a POST-only route: 405 with Allow, still no body.
+    head, get = _head_then_get(api.http_port, "/jobs")
+    assert head.status == get.status == 405, (head, get)
+    assert head.header("allow") == get.header("allow") == "POST", (head, get)
+    assert head.header("content-length") == str(len(get.body)), (head, get)
+
+
+def test_head_on_the_admin_port(api, worker):
+    for proc in (api, worker):
+        for path in ("/healthz", "/readyz", "/metrics", "/nope"):
+            head, get = _head_then_get(proc.admin_port, path)
+            assert head.status == get.status or path == "/readyz", (proc.name, path, head, get)
+            assert head.header("content-type") == get.header("content-type"), (path, head, get)
+            n = int(head.header("content-length"))
+            if path in ("/healthz", "/nope"):
+                assert n == len(get.body), (proc.name, path, head, get)
+            else:
+                # The page changes between two requests (counters, latencies,
+                # the HEAD's own series): the length is that of a real page.
+                assert n > 20, (proc.name, path, head, get)
+
+
+# Requests that a proxy in front and surge could delimit differently, each
+# carrying a second request that a lenient reading would answer as well.
+SMUGGLED = b"GET /jobs/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+SMUGGLING = [
+    ("Content-Length and Transfer-Encoding",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("Transfer-Encoding and Content-Length",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\nContent-Length: 13\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("Content-Length twice",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 13\r\nContent-Length: 0\r\n\r\n{\"item_id\":1}" + SMUGGLED),
+    ("folded Transfer-Encoding",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("space before the colon",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length : 0\r\n\r\n" + SMUGGLED),
+    ("Transfer-Encoding not ending in chunked",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + SMUGGLED),
+    ("chunk size with a space",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nd \r\n{\"item_id\":1}\r\n0\r\n\r\n" + SMUGGLED),
+    ("LF alone ending a header",
+     b"POST /jobs/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\n"
+     b"Content-Length: 13\r\n\r\n{\"item_id\":1}" + SMUGGLED),
+]
+
+
+@pytest.mark.parametrize("what,payload", SMUGGLING, ids=[w for w, _ in SMUGGLING])
+def test_request_smuggling_is_refused(api, redis, what, payload):
+    """One 400 and the connection closed: neither the request nor what it
+    carries is served, and no job is queued."""
+    with Client(api.http_port, timeout=10) as c:
+        c.send(payload)
+        assert_error(c.read(), 400, "bad_request")
+        assert c.is_closed_by_peer(5), f"{what}: more was read after the refusal"
+    assert redis.cli("LLEN", "surge:queue") == "0", what

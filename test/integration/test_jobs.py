@@ -4,6 +4,7 @@ against PostgreSQL or the CPU, and GET /jobs/{id} tells the outcome."""
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 
@@ -227,3 +228,33 @@ def test_job_waits_on_queue_while_worker_stopped(surge, redis, postgres):
     w2 = surge.worker()
     job = poll_job(api.http_port, job_id)
     check_succeeded_read(postgres, job, 64, w2)
+
+
+def _hset_bytes(redis, key, field, value):
+    """HSET with a value of arbitrary bytes (redis-cli -x reads it from stdin)."""
+    r = subprocess.run([redis.cli_path, "-h", "127.0.0.1", "-p", str(redis.port), "-x",
+                        "HSET", key, field], input=value, capture_output=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.strip() in (b"0", b"1"), r
+
+
+def test_invalid_stored_bytes_are_shown_as_u_fffd(api, redis):
+    """Whatever bytes a job's hash holds, GET /jobs/{id} answers valid UTF-8
+    JSON: a byte that is not part of valid UTF-8 becomes U+FFFD, stored JSON
+    that is not valid UTF-8 is shown as a string."""
+    job_id = post_job(api.http_port, "/jobs/read", {"item_id": 9})
+    key = f"surge:job:{job_id}"
+    _hset_bytes(redis, key, "type", b"read\xff")
+    _hset_bytes(redis, key, "worker", b"w\xc3(x")                 # a lead byte without its tail
+    _hset_bytes(redis, key, "status", b"fail\xc0\xafed")          # an overlong "/"
+    _hset_bytes(redis, key, "result", b'{"name":"caf\xe9"}')       # Latin-1, not UTF-8
+    _hset_bytes(redis, key, "error", b'{"code":"x","message":"\xed\xa0\x80"}')  # a surrogate
+    r = http(api.http_port, "GET", f"/jobs/{job_id}")
+    assert r.status == 200, r
+    text = r.body.decode("utf-8")  # strict: fails on any invalid byte
+    job = json.loads(text)
+    assert job["type"] == "read\ufffd", job
+    assert job["worker"] == "w\ufffd(x", job
+    assert job["status"].startswith("fail\ufffd") and job["status"].endswith("ed"), job
+    assert "\ufffd" in job["result"] and job["result"].startswith('{"name":"caf'), job
+    assert isinstance(job["error"], str) and "\ufffd" in job["error"], job
+    assert job["params"] == {"item_id": 9}, job  # valid JSON stays JSON

@@ -188,8 +188,9 @@ def allowed_commands(rules):
     return {w[1:].lower() for w in rules if w.startswith("+") and not w.startswith("+@")}
 
 
-API_COMMANDS = {"lpush", "hset", "hgetall", "expire", "ping", "llen", "zcard", "eval", "evalsha"}
-WORKER_COMMANDS = API_COMMANDS | {
+API_COMMANDS = {"lpush", "hset", "hgetall", "expire", "ping", "llen", "zcard", "eval", "evalsha",
+                "get", "set"}   # get, set: the Idempotency-Key in the enqueue script
+WORKER_COMMANDS = (API_COMMANDS - {"get"}) | {
     "blmove", "lmove", "lrem", "lrange", "hincrby", "hget", "hmget", "del", "zadd", "zrangebyscore",
     "zrem", "zcard", "set", "scan", "exists", "eval", "evalsha", "script", "multi", "exec", "rpush",
     "lpush", "info", "client",

@@ -59,7 +59,8 @@ def documented_metrics():
     return found
 
 
-API_ONLY = {"surge_jobs_enqueued_total"}
+API_ONLY = {"surge_jobs_enqueued_total", "surge_http_connections",
+            "surge_http_connections_refused_total", "surge_http_accept_errors_total"}
 BOTH = {"surge_http_requests_total", "surge_http_request_duration_seconds", "surge_dependency_up",
         "surge_queue_depth", "surge_retry_depth", "surge_dead_depth"}
 

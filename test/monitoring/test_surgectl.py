@@ -1,8 +1,10 @@
 """tools/surgectl against real servers: every command, its --help, and a
 clear message for every bad argument."""
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -52,6 +54,8 @@ def test_help_for_the_tool_and_every_command():
     (["submit", "read", "--params", "[1]"], "--params must be a JSON object"),
     (["submit", "read", "--params", "{}", "--item-id", "2"], "not both"),
     (["submit", "read", "--item-id", "1", "--timeout", "-1"], "--timeout must be more than 0"),
+    (["submit", "read", "--item-id", "1", "--idempotency-key", "a b"], "--idempotency-key takes"),
+    (["submit", "read", "--item-id", "1", "--retry-for", "-1"], "--retry-for must be at least 0"),
     (["--api", "ftp://x", "stats"], "only http:// is supported"),
     (["--api", "http://127.0.0.1:99999", "stats"], "not a number between 1 and 65535"),
     (["--redis", "http://127.0.0.1", "stats"], "must look like redis://"),
@@ -102,6 +106,46 @@ def test_submit_waits_and_prints_the_result(surge, postgres):
     assert r.returncode == 0 and len(r.stdout.strip()) >= 20
     helpers.poll_job(api.http_port, r.stdout.strip())
     assert w.running()
+
+
+def test_submit_sends_an_idempotency_key(surge, redis):
+    api = surge.api()  # no worker: the jobs stay queued
+    r = run(*addr(api), "submit", "read", "--item-id", "3", "--no-wait")
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.strip()
+    keys = redis.lines("KEYS", "surge:idem:*")
+    assert len(keys) == 1 and redis.cli("GET", keys[0]).startswith(first + " "), keys
+    # The same key and job again: the same job, not a second one.
+    key = keys[0].split(":", 2)[2]
+    r = run(*addr(api), "submit", "read", "--item-id", "3", "--no-wait", "--idempotency-key", key)
+    assert r.returncode == 0 and r.stdout.strip() == first, (r.stdout, r.stderr)
+    r = run(*addr(api), "submit", "read", "--item-id", "4", "--no-wait", "--idempotency-key", key)
+    assert r.returncode == 1 and "idempotency_key_reused" in r.stderr, r.stderr
+    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [first]
+
+
+def test_submit_sends_again_after_a_503_and_makes_one_job(surge, redis):
+    """Redis stalls: the api answers 503 after its deadline although Redis
+    will queue the job once it wakes. surgectl sends the same key again and
+    gets that job: one job in the queue, its id printed."""
+    api = surge.api(SURGE_REDIS_TIMEOUT_MS=300)
+    helpers.wait_for(lambda: helpers.http(api.admin_port, "GET", "/readyz").status == 200, 15,
+                     message="the api ready")
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([sys.executable, str(SURGECTL), *addr(api), "submit", "burn",
+                              "--seconds", "1", "--no-wait", "--retry-for", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+        # Let it meet the stall: its first POST waits for the deadline, then 503.
+        time.sleep(2)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    out, err = p.communicate(timeout=90)
+    assert p.returncode == 0, err
+    assert "503" in err and "same Idempotency-Key" in err, err
+    job_id = out.strip()
+    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id], err
 
 
 def test_submit_reports_what_the_api_refuses(surge):

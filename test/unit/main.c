@@ -9,7 +9,9 @@ int main(void)
 {
     SRunner *sr = srunner_create(config_suite());
     srunner_add_suite(sr, http_parse_suite());
+    srunner_add_suite(sr, http_smuggling_suite());
     srunner_add_suite(sr, routes_suite());
+    srunner_add_suite(sr, idempotency_suite());
     srunner_add_suite(sr, json_reader_suite());
     srunner_add_suite(sr, json_writer_suite());
     srunner_add_suite(sr, job_suite());

@@ -6,7 +6,9 @@
 
 Suite *config_suite(void);
 Suite *http_parse_suite(void);
+Suite *http_smuggling_suite(void);
 Suite *routes_suite(void);
+Suite *idempotency_suite(void);
 Suite *json_reader_suite(void);
 Suite *json_writer_suite(void);
 Suite *job_suite(void);

@@ -84,6 +84,7 @@ START_TEST(defaults_match_the_documented_table)
     ck_assert_int_eq(cfg.max_attempts, 5);
     ck_assert_int_eq(cfg.result_ttl_seconds, 86400);
     ck_assert_int_eq(cfg.max_body_bytes, 16384);
+    ck_assert_int_eq(cfg.max_connections, 1024);
     ck_assert_int_eq(cfg.header_timeout_seconds, 10);
     ck_assert_int_eq(cfg.idle_timeout_seconds, 60);
     ck_assert_int_eq(cfg.shutdown_grace_seconds, 30);
@@ -140,6 +141,7 @@ static const struct {
     {"SURGE_MAX_ATTEMPTS", 1, 100},
     {"SURGE_RESULT_TTL_SECONDS", 1, 31536000},
     {"SURGE_MAX_BODY_BYTES", 64, 1048576},
+    {"SURGE_MAX_CONNECTIONS", 1, 1000000},
     {"SURGE_HEADER_TIMEOUT_SECONDS", 1, 3600},
     {"SURGE_IDLE_TIMEOUT_SECONDS", 1, 3600},
     {"SURGE_SHUTDOWN_GRACE_SECONDS", 0, 3600},

@@ -36,7 +36,7 @@ static enum http_parse_result feed_str(struct http_parse *p, const char *s, size
 
 struct valid_request {
     const char *raw;
-    enum http_method method;
+    enum llhttp_method method;
     const char *path;
     const char *body;
     bool has_content_type;
@@ -123,6 +123,8 @@ static void check_parsed(struct http_parse *p, const struct valid_request *v)
     ck_assert_int_eq(req.has_content_type, v->has_content_type);
     ck_assert_int_eq(req.json_content_type, v->json);
     ck_assert_int_eq(req.keep_alive, v->keep_alive);
+    /* The server leaves the body out of every answer to a HEAD. */
+    ck_assert_int_eq(p->head, v->method == HTTP_HEAD);
 }
 
 START_TEST(every_prefix_is_incomplete)
@@ -250,6 +252,34 @@ START_TEST(pipelined_second_request_arrives_later)
     ck_assert_str_eq(req.path, "/jobs/B");
     ck_assert_uint_eq(req.body_len, 0);
     ck_assert(!req.json_content_type);
+    http_parse_free(&p);
+}
+END_TEST
+
+/* An error answered before the request is complete (431) still knows it
+ * answers a HEAD; the flag does not leak into the next request. */
+START_TEST(head_is_known_early_and_does_not_leak)
+{
+    static const char data[] = "HEAD /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n";
+    struct http_parse p;
+    struct http_parsed req;
+    size_t used;
+    http_parse_init(&p, MAX_HEADER, MAX_BODY);
+    ck_assert_int_eq(feed_str(&p, "HEAD /health", &used), HTTP_PARSE_INCOMPLETE);
+    ck_assert(p.head);
+    http_parse_free(&p);
+
+    http_parse_init(&p, MAX_HEADER, MAX_BODY);
+    ck_assert_int_eq(feed_str(&p, data, &used), HTTP_PARSE_DONE);
+    ck_assert_int_eq(http_parse_take(&p, &req), 0);
+    ck_assert_int_eq(req.method, HTTP_HEAD);
+    ck_assert(p.head);
+    http_parse_next(&p);
+    ck_assert(!p.head);
+    ck_assert_int_eq(feed_str(&p, data + used, &used), HTTP_PARSE_DONE);
+    ck_assert_int_eq(http_parse_take(&p, &req), 0);
+    ck_assert_int_eq(req.method, HTTP_GET);
+    ck_assert(!p.head);
     http_parse_free(&p);
 }
 END_TEST
@@ -616,6 +646,7 @@ Suite *http_parse_suite(void)
     tc = tcase_create("pipelining");
     tcase_add_test(tc, pipelined_requests);
     tcase_add_test(tc, pipelined_second_request_arrives_later);
+    tcase_add_test(tc, head_is_known_early_and_does_not_leak);
     tcase_add_test(tc, header_limit_counts_each_request_alone);
     suite_add_tcase(s, tc);
 

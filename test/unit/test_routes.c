@@ -7,10 +7,10 @@
 
 #include <string.h>
 
-static const enum http_method methods[] = {HTTP_GET,    HTTP_HEAD,  HTTP_POST,   HTTP_PUT,
+static const enum llhttp_method methods[] = {HTTP_GET,    HTTP_HEAD,  HTTP_POST,   HTTP_PUT,
                                            HTTP_DELETE, HTTP_PATCH, HTTP_OPTIONS};
 
-static void match(enum http_method method, const char *path, struct route_match *m)
+static void match(enum llhttp_method method, const char *path, struct route_match *m)
 {
     /* Poison first: routes_match must fill in every field. */
     memset(m, 0x5a, sizeof *m);
@@ -35,7 +35,7 @@ START_TEST(route_with_every_method)
 {
     for (size_t k = 0; k < ARRAY_LEN(methods); k++) {
         struct route_match m;
-        enum http_method method = methods[k];
+        enum llhttp_method method = methods[k];
         match(method, routes[_i].path, &m);
         ck_assert_int_eq(m.route, routes[_i].route);
         ck_assert_str_eq(m.label, routes[_i].label);
@@ -43,7 +43,7 @@ START_TEST(route_with_every_method)
         bool want_ok = routes[_i].route == ROUTE_JOB
                            ? (method == HTTP_GET || method == HTTP_HEAD)
                            : method == HTTP_POST;
-        ck_assert_msg(m.method_ok == want_ok, "%s %s: method_ok %d", http_method_str(method),
+        ck_assert_msg(m.method_ok == want_ok, "%s %s: method_ok %d", llhttp_method_name((llhttp_method_t)method),
                       routes[_i].path, m.method_ok);
     }
 }
@@ -109,7 +109,7 @@ START_TEST(unknown_paths_match_nothing)
     for (size_t k = 0; k < ARRAY_LEN(methods); k++) {
         struct route_match m;
         match(methods[k], unknown_paths[_i], &m);
-        ck_assert_msg(m.route == ROUTE_NONE, "%s \"%s\": route %d", http_method_str(methods[k]),
+        ck_assert_msg(m.route == ROUTE_NONE, "%s \"%s\": route %d", llhttp_method_name(methods[k]),
                       unknown_paths[_i], (int)m.route);
         ck_assert_str_eq(m.label, "unknown");
     }

@@ -7,12 +7,18 @@ from urllib.parse import urlsplit
 
 
 class ApiError(Exception):
-    """An answer that is not the one hoped for: carries status and body."""
+    """An answer that is not the one hoped for: carries status, body and headers."""
 
-    def __init__(self, message, status=None, body=None):
+    def __init__(self, message, status=None, body=None, headers=None):
         super().__init__(message)
         self.status = status
         self.body = body
+        self.headers = headers or {}
+
+
+class NoAnswer(ConnectionError):
+    """The request went out but no answer came back (the connection closed or
+    the time ran out): whether the server acted on it is unknown."""
 
 
 class Unavailable(ApiError, ConnectionError):
@@ -58,11 +64,11 @@ class Http:
             self.conn.close()
         self.conn = None
 
-    def request(self, method, path, body=None):
+    def request(self, method, path, body=None, headers=None):
         """-> (status, headers dict lower-case, body bytes). Retries once on a
         keep-alive connection the server closed meanwhile."""
         data = None
-        headers = {}
+        headers = dict(headers or {})
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
@@ -81,17 +87,17 @@ class Http:
                     http.client.CannotSendRequest, http.client.BadStatusLine) as e:
                 self.close()
                 if attempt == 2:
-                    raise ConnectionError(f"{self.address} closed the connection: {e}") from None
+                    raise NoAnswer(f"{self.address} closed the connection: {e}") from None
             except (socket.timeout, TimeoutError):
                 self.close()
-                raise ConnectionError(f"{self.address} did not answer within {self.timeout} s") from None
+                raise NoAnswer(f"{self.address} did not answer within {self.timeout} s") from None
             except OSError as e:
                 self.close()
                 raise ConnectionError(f"cannot reach {self.address}: {e.strerror or e}") from None
         raise AssertionError("unreachable")
 
-    def json(self, method, path, body=None, expect=(200,)):
-        status, _, payload = self.request(method, path, body)
+    def json(self, method, path, body=None, expect=(200,), headers=None):
+        status, hdrs, payload = self.request(method, path, body, headers)
         try:
             doc = json.loads(payload) if payload else None
         except ValueError:
@@ -102,15 +108,19 @@ class Http:
                 msg += f" {doc['error'].get('code')}: {doc['error'].get('message')}"
             elif payload:
                 msg += f": {payload[:200].decode(errors='replace')}"
-            raise (Unavailable if status == 503 else ApiError)(msg, status, doc)
+            raise (Unavailable if status == 503 else ApiError)(msg, status, doc, hdrs)
         return doc
 
 
 class SurgeApi(Http):
     """The public API of surge-api."""
 
-    def submit(self, job_type, params):
-        return self.json("POST", "/jobs", {"type": job_type, "params": params}, expect=(202,))
+    def submit(self, job_type, params, idempotency_key=None):
+        """POST /jobs; with idempotency_key, sending it again after a 503 or a
+        lost answer gets the job the first request created, never a second."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.json("POST", "/jobs", {"type": job_type, "params": params}, expect=(202,),
+                         headers=headers)
 
     def job(self, job_id):
         """The job's JSON, or None when the api answers 404; Unavailable

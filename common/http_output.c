@@ -1,0 +1,251 @@
+/* http_output: the answers of http_server (see http_conn.h), and the
+ * http_respond* functions of http_server.h.
+ *
+ * Answers are appended to the connection's `out`; one write at a time is
+ * handed to libuv, and what piles up meanwhile goes out in the next one. A
+ * client that does not read its answers is not served further: while the
+ * answers waiting to be sent hold OUTPUT_LIMIT bytes of memory or more,
+ * http_conn_process_input reads and dispatches nothing, so a connection
+ * holds at most about OUTPUT_LIMIT plus one answer (buffers grow by
+ * doubling: 20 KiB at worst for answers of the public port); on_write
+ * resumes it as they drain. */
+#include "http_conn.h"
+#include "json_writer.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct write_req {
+    uv_write_t req;
+    struct http_conn *conn;
+    struct buf data;
+};
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void linger_read_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+    (void)h;
+    (void)size;
+    static char sink[READ_CHUNK];
+    *b = uv_buf_init(sink, sizeof sink);
+}
+
+static void linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    (void)b;
+    if (nread < 0)
+        http_conn_close(stream->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    if (status < 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        http_conn_close(c);
+        http_conn_unref(c);
+        return;
+    }
+    /* Read and drop what the client still sends, so that closing does not
+     * reset the connection before it has read our answer. */
+    c->lingering = true;
+    uv_read_start((uv_stream_t *)&c->tcp, linger_read_alloc, linger_read);
+    http_conn_timer_start(c, TIMER_LINGER, LINGER_MS);
+    http_conn_unref(c);
+}
+
+/* Memory this connection holds for answers not yet sent. */
+size_t http_conn_output_held(const struct http_conn *c)
+{
+    return c->out.cap + c->out_writing;
+}
+
+static void start_shutdown(struct http_conn *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->refs++;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        c->refs--;
+        http_conn_close(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Hands what `out` holds to libuv unless a write is in flight (on_write comes
+ * back here); with nothing left to send, shuts down if that was asked for. */
+static void flush_output(struct http_conn *c)
+{
+    if (c->writing || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (c->out.len == 0) {
+        if (c->close_after_output) {
+            c->close_after_output = false;
+            start_shutdown(c);
+        }
+        return;
+    }
+    struct write_req *w = xcalloc(1, sizeof *w);
+    w->conn = c;
+    w->data = c->out; /* the write owns these bytes now */
+    memset(&c->out, 0, sizeof c->out);
+    c->writing = true;
+    c->out_writing = w->data.cap;
+    uv_buf_t b = uv_buf_init(w->data.data, (unsigned)w->data.len);
+    c->refs++;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        /* libuv does not call back when the write could not be queued. */
+        c->refs--;
+        c->writing = false;
+        c->out_writing = 0;
+        buf_free(&w->data);
+        free(w);
+        http_conn_close(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct http_conn *c = w->conn;
+    buf_free(&w->data);
+    free(w);
+    c->writing = false;
+    c->out_writing = 0;
+    if (status < 0) {
+        http_conn_close(c);
+    } else {
+        flush_output(c);
+        if (c->out_blocked && http_conn_output_held(c) < OUTPUT_LIMIT) {
+            /* The client reads again: go on with what it sent. */
+            c->out_blocked = false;
+            http_conn_process_input(c);
+        }
+    }
+    http_conn_unref(c);
+}
+
+/* Closes now, or once the answers already queued are sent. */
+void http_conn_close_when_sent(struct http_conn *c)
+{
+    if (http_conn_output_held(c) == 0) {
+        http_conn_close(c);
+        return;
+    }
+    c->state = CONN_CLOSING;
+    c->close_after_output = true;
+}
+
+/* Queues one answer. A HEAD answer has the headers of the GET, Content-Length
+ * included, and no body: keep-alive clients frame the next answer by it. */
+void http_conn_send_response(struct http_conn *c, int status, const char *content_type,
+                          const char *extra_headers, const char *body, size_t body_len,
+                          bool close_after)
+{
+    bool head = c->parse.head;
+    buf_printf(&c->out,
+               "HTTP/1.1 %d %s\r\n"
+               "Content-Type: %s\r\n"
+               "Content-Length: %zu\r\n"
+               "Cache-Control: no-store\r\n"
+               "%s"
+               "%s\r\n",
+               status, http_status_text(status), content_type, body_len,
+               close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    if (body_len && !head)
+        buf_append(&c->out, body, body_len);
+    if (close_after)
+        c->close_after_output = true;
+    flush_output(c);
+}
+
+static void error_body(struct buf *out, const char *code, const char *message)
+{
+    struct json_writer w;
+    jw_init(&w, out);
+    jw_object_begin(&w);
+    jw_key(&w, "error");
+    jw_object_begin(&w);
+    jw_key_string(&w, "code", code);
+    jw_key_string(&w, "message", message);
+    jw_object_end(&w);
+    jw_object_end(&w);
+}
+
+/* Answers an error found before any handler ran, then closes. */
+void http_conn_send_early_error(struct http_conn *c, int status, const char *code, const char *msg)
+{
+    struct buf body = {0};
+    error_body(&body, code, msg);
+    struct http_server *s = c->server;
+    uv_timer_stop(&c->timer);
+    c->state = CONN_CLOSING;
+    http_conn_send_response(c, status, "application/json", NULL, body.data, body.len, true);
+    if (s->opts.observe) {
+        c->req.route = "invalid";
+        s->opts.observe(&c->req, status, s->opts.ctx);
+    }
+    buf_free(&body);
+}
+
+void http_respond(struct http_request *req, int status, const char *extra_headers,
+                  const char *body, size_t body_len)
+{
+    http_respond_typed(req, status, "application/json", extra_headers, body, body_len);
+}
+
+void http_respond_typed(struct http_request *req, int status, const char *content_type,
+                        const char *extra_headers, const char *body, size_t body_len)
+{
+    struct http_conn *c = req->conn;
+    struct http_server *s = c->server;
+    s->in_flight--;
+    if (s->opts.observe)
+        s->opts.observe(req, status, s->opts.ctx);
+    if (c->state == CONN_CLOSING) {
+        /* The client went away while we worked. */
+        http_conn_unref(c);
+        return;
+    }
+    bool keep = c->keep_alive && !s->draining;
+    http_conn_send_response(c, status, content_type, extra_headers, body, body_len, !keep);
+    if (!keep) {
+        c->state = CONN_CLOSING;
+        http_conn_unref(c);
+        return;
+    }
+    c->state = CONN_IDLE;
+    http_parse_next(&c->parse);
+    http_conn_timer_start(c, TIMER_IDLE, s->opts.idle_timeout_ms);
+    http_conn_unref(c);
+    http_conn_process_input(c);
+}
+
+void http_respond_error(struct http_request *req, int status, const char *code,
+                        const char *message, const char *extra_headers)
+{
+    struct buf body = {0};
+    error_body(&body, code, message);
+    http_respond(req, status, extra_headers, body.data, body.len);
+    buf_free(&body);
+}
