@@ -103,11 +103,14 @@ query namespaces | kubectl apply -f - >/dev/null
 kubectl apply -k "$SECRETS" >/dev/null
 kubectl apply -f "$rendered" >/dev/null
 say "applied ${overlay#"$SURGE_ROOT"/} and the Secrets"
-while read -r ns kind name; do
-    [[ -n $ns ]] || continue
-    kubectl -n "$ns" rollout status "$kind/$name" --timeout=300s >/dev/null \
-        || die "$kind $ns/$name did not roll out: kubectl -n $ns describe $kind $name"
-done <<<"$workloads"
+# Twice: a later rollout (Redis, say) can leave an earlier one's pods unready a while.
+for pass in 1 2; do
+    while read -r ns kind name; do
+        [[ -n $ns ]] || continue
+        kubectl -n "$ns" rollout status "$kind/$name" --timeout=300s >/dev/null \
+            || die "$kind $ns/$name did not roll out (pass $pass): kubectl -n $ns describe $kind $name"
+    done <<<"$workloads"
+done
 say "every rollout done"
 
 "$CLUSTER_SRC/smoke.sh"

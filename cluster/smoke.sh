@@ -24,8 +24,13 @@ done
 [[ -n $port ]] || die "kubectl port-forward gave no port: $(cat "$log")"
 api=http://127.0.0.1:$port
 
-answer=$(curl -sS --retry 5 --retry-connrefused --max-time 10 -X POST \
-    -H 'Content-Type: application/json' -d "{\"item_id\": $item}" "$api/jobs/read")
+# 503 while the api has no Redis yet (a restart): it says so, and we wait.
+for _ in $(seq 1 60); do
+    answer=$(curl -sS --max-time 10 -X POST -H 'Content-Type: application/json' \
+        -d "{\"item_id\": $item}" "$api/jobs/read" 2>&1) || true
+    [[ $answer == *'"unavailable"'* || $answer == *"Connection refused"* ]] || break
+    sleep 1
+done
 id=$(sed -n 's/.*"id":"\([^"]*\)".*/\1/p' <<<"$answer")
 [[ -n $id ]] || die "POST /jobs/read answered: $answer"
 for _ in $(seq 1 60); do
