@@ -119,4 +119,6 @@ clean:
 	rm -rf build
 
 -include mk/*.mk
--include $(shell find build -name '*.d' -type f 2>/dev/null)
+# Only this build tree's dependency files: build/ also holds the cluster's
+# unpacked container images, whose own *.d files are not makefiles.
+-include $(shell find $(OUT) -name '*.d' -type f 2>/dev/null)
