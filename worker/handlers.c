@@ -1,7 +1,9 @@
 /* handlers: what each job type does.
  *   read: one prepared SELECT by primary key; the result is the row as
  *         PostgreSQL's row_to_json gives it, or a permanent not_found.
- *   burn: a CPU loop on its own thread (burn.c) for the requested seconds. */
+ *   burn: a CPU loop on its own thread (burn.c) for the requested seconds of
+ *         CPU time; starved of CPU past its wall-clock cap it fails with
+ *         burn_starved and is retried. */
 #include "burn.h"
 #include "json_writer.h"
 #include "log.h"
@@ -48,12 +50,23 @@ static void run_read(struct job_run *run)
 
 /* ---- burn ---- */
 
-static void on_burned(double wall, double cpu, bool cancelled, void *arg)
+static void on_burned(double wall, double cpu, enum burn_end end, void *arg)
 {
     struct job_run *run = arg;
     run->burn = NULL;
-    if (cancelled && run->requeue) {
+    if (end == BURN_CANCELLED && run->requeue) {
         runner_requeue_cancelled(run);
+        return;
+    }
+    if (end == BURN_CAPPED) {
+        /* Starved of CPU (a core shared with other work, or the process
+         * stopped): the work asked for was not done. Retried: elsewhere or
+         * later the core may be free. */
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the burn got %.3f of its %d CPU seconds before its wall-clock cap of %.0f s",
+                 cpu, run->params.seconds, burn_wall_cap(run->params.seconds));
+        runner_fail(run, "burn_starved", msg, false);
         return;
     }
     struct buf out = {0};

@@ -31,6 +31,8 @@ SANITIZER_MARKERS = (
     "SUMMARY: UndefinedBehaviorSanitizer",
     "SUMMARY: AddressSanitizer",
     "LeakSanitizer has encountered a fatal error",
+    "WARNING: ThreadSanitizer",
+    "SUMMARY: ThreadSanitizer",
 )
 
 FINAL_STATUSES = ("succeeded", "failed", "dead")
