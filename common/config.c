@@ -21,6 +21,8 @@ struct setting {
 
 #define F(field) offsetof(struct cfg, field)
 
+#define PREFIX_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
 /* Keep in sync with docs/architecture.md and k8s/base/configmap. */
 static const struct setting settings[] = {
     {"SURGE_REDIS_URL", "redis://127.0.0.1:6379/0", K_REDIS_URL, 0, 0, F(redis_url)},
@@ -102,8 +104,10 @@ static const char *check_one(struct cfg *cfg, const struct setting *s, const cha
         *(char **)field = xstrdup(value);
         return NULL;
     case K_PREFIX:
-        if (strlen(value) > 64 || strpbrk(value, " \t\r\n"))
-            return "must be at most 64 characters without spaces";
+        /* Letters, digits and _.:- only: a key name then never holds glob
+         * syntax, quoting or spaces, whatever command or script it reaches. */
+        if (strlen(value) > 64 || strspn(value, PREFIX_CHARS) != strlen(value))
+            return "must be at most 64 characters among A-Z a-z 0-9 _ . : -";
         *(char **)field = xstrdup(value);
         return NULL;
     case K_INT:

@@ -22,6 +22,11 @@ BAD = [
     ("surge-worker", "SURGE_MAX_ATTEMPTS", "x"),
     ("surge-worker", "SURGE_BURN_MAX_SECONDS", "1.5"),
     ("surge-worker", "SURGE_HTTP_PORT", "abc"),  # both read the whole table
+    # Glob syntax would reach the key names: refused, in both binaries.
+    ("surge-worker", "SURGE_KEY_PREFIX", "s[1]:"),
+    ("surge-worker", "SURGE_KEY_PREFIX", "s*:"),
+    ("surge-api", "SURGE_KEY_PREFIX", "s?:"),
+    ("surge-api", "SURGE_KEY_PREFIX", "s\\:"),
 ]
 
 
