@@ -45,6 +45,7 @@ static const struct setting settings[] = {
     {"SURGE_SHUTDOWN_GRACE_SECONDS", "30", K_INT, 0, 3600, F(shutdown_grace_seconds)},
     {"SURGE_HEARTBEAT_SECONDS", "15", K_INT, 3, 600, F(heartbeat_seconds)},
     {"SURGE_JOB_TIMEOUT_SECONDS", "30", K_INT, 1, 86400, F(job_timeout_seconds)},
+    {"SURGE_DEAD_LIST_MAX", "10000", K_INT, 1, 10000000, F(dead_list_max)},
     {"SURGE_LOG_LEVEL", "info", K_LOG_LEVEL, 0, 0, F(log_level)},
     {"SURGE_LOG_FORMAT", "json", K_LOG_FORMAT, 0, 0, F(log_format)},
     {"SURGE_KEY_PREFIX", "surge:", K_PREFIX, 0, 0, F(key_prefix)},

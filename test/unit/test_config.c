@@ -87,6 +87,7 @@ START_TEST(defaults_match_the_documented_table)
     ck_assert_int_eq(cfg.header_timeout_seconds, 10);
     ck_assert_int_eq(cfg.idle_timeout_seconds, 60);
     ck_assert_int_eq(cfg.shutdown_grace_seconds, 30);
+    ck_assert_int_eq(cfg.dead_list_max, 10000);
     ck_assert_int_eq(cfg.log_level, LOG_INFO);
     ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
     ck_assert_str_eq(cfg.key_prefix, "surge:");
@@ -145,6 +146,7 @@ static const struct {
     {"SURGE_SHUTDOWN_GRACE_SECONDS", 0, 3600},
     {"SURGE_HEARTBEAT_SECONDS", 3, 600},
     {"SURGE_JOB_TIMEOUT_SECONDS", 1, 86400},
+    {"SURGE_DEAD_LIST_MAX", 1, 10000000},
 };
 
 /* Values no integer variable accepts, whatever its range. */

@@ -8,15 +8,19 @@ from .resp import RedisError
 # KEYS[1] dead list, KEYS[2] queue; ARGV[1] how many at most (0: all),
 # ARGV[2] the key prefix. A dead id whose hash has expired (a finished job's
 # hash lives SURGE_RESULT_TTL_SECONDS) cannot run again: it is put back on the
-# dead list where it was and counted. Returns {moved, expired}.
+# dead list where it was and counted. An id is queued once, even if an older
+# worker left it on the dead list twice. Returns {moved, expired}.
 REQUEUE_DEAD_LUA = """
 local limit = tonumber(ARGV[1])
-local moved, kept = 0, {}
+local moved, kept, seen = 0, {}, {}
 while limit == 0 or moved < limit do
   local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
   if not id then break end
   local job = ARGV[2] .. 'job:' .. id
-  if redis.call('HEXISTS', job, 'type') == 1 then
+  if seen[id] then
+    redis.call('LPOP', KEYS[2])
+  elseif redis.call('HEXISTS', job, 'type') == 1 then
+    seen[id] = true
     redis.call('HSET', job, 'status', 'queued', 'attempts', 0)
     redis.call('HDEL', job, 'error', 'finished_at', 'retry_at')
     redis.call('PERSIST', job)
@@ -39,24 +43,30 @@ def heartbeat_info(value):
         return {}
 
 
+def registered_workers(r, prefix="surge:"):
+    """Names in the worker registry (surge:workers: every worker that beats,
+    and one that stopped until another has recovered its list)."""
+    return r.call("ZRANGE", prefix + "workers", 0, -1) or []
+
+
 def snapshot(r, prefix="surge:"):
-    """Sizes of surge's keys and the live workers (heartbeat keys)."""
-    hb_keys = r.scan_keys(prefix + "worker:*")
-    proc_keys = r.scan_keys(prefix + "processing:*")
+    """Sizes of surge's keys and the live workers (registered, heartbeat set)."""
+    names = registered_workers(r, prefix)
     cmds = [("LLEN", prefix + "queue"), ("ZCARD", prefix + "retry"), ("LLEN", prefix + "dead")]
-    cmds += [("GET", k) for k in hb_keys] + [("LLEN", k) for k in proc_keys]
+    cmds += [("GET", prefix + "worker:" + n) for n in names]
+    cmds += [("LLEN", prefix + "processing:" + n) for n in names]
     replies = r.pipeline(cmds)
     for x in replies:
         if isinstance(x, RedisError):
             raise x
     queue, retry, dead = replies[:3]
-    beats = replies[3:3 + len(hb_keys)]
-    lens = replies[3 + len(hb_keys):]
+    beats = replies[3:3 + len(names)]
+    lens = replies[3 + len(names):]
     workers = {}
-    for k, v in zip(hb_keys, beats):
-        if v is None:  # expired between SCAN and GET
+    for name, v in zip(names, beats):
+        if v is None:  # stopped beating: its list waits for recovery
             continue
-        workers[k[len(prefix + "worker:"):]] = heartbeat_info(v)
+        workers[name] = heartbeat_info(v)
     return {
         "queue": queue,
         "retry": retry,
@@ -82,9 +92,9 @@ def where_is(r, job_id, prefix="surge:"):
         places.append(f"{prefix}retry, due at {float(score) / 1000:.3f} (unix time)")
     if r.call("LPOS", prefix + "dead", job_id) is not None:
         places.append(f"{prefix}dead")
-    for k in r.scan_keys(prefix + "processing:*"):
+    for worker in registered_workers(r, prefix):
+        k = prefix + "processing:" + worker
         if r.call("LPOS", k, job_id) is not None:
-            worker = k[len(prefix + "processing:"):]
             alive = r.call("EXISTS", prefix + "worker:" + worker) == 1
             places.append(f"{k} (worker {worker} is {'alive' if alive else 'NOT beating: its list will be recovered'})")
     return places
