@@ -1,7 +1,8 @@
 """Dependencies failing and hostile clients: Redis restarted (append-only
-file on) and PostgreSQL restarted under load, Redis frozen, slow clients,
-oversized bodies and headers, thousands of idle connections. No accepted job
-is lost, no request hangs, both binaries recover by themselves."""
+file on) and crashed (as production runs it), PostgreSQL restarted under
+load, Redis frozen, slow clients, oversized bodies and headers, thousands of
+idle connections. No accepted job is lost, no request hangs, both binaries
+recover by themselves."""
 
 import json
 import resource
@@ -78,6 +79,41 @@ def test_redis_restart_under_load(surge, redis):
           f"ready again after {', '.join(f'{v:.2f} s' for v in back.values())}")
     assert set(sub.refused) <= {503}, sub.refused
     assert sub.slowest_refusal < 2, sub.slowest_refusal
+
+
+def test_an_accepted_job_survives_a_crash_of_redis(production):
+    """Redis run as production runs it (its redis.conf: appendfsync always;
+    ACL users with passwords; the database in the URL) is killed with SIGKILL
+    while jobs are posted at 150 a second, and started again: every job
+    answered 202, before the crash too, is there and runs."""
+    redis = production.redis
+    api = production.api(SURGE_REDIS_TIMEOUT_MS=1000)
+    workers = [production.worker(SURGE_REDIS_TIMEOUT_MS=1000) for _ in range(2)]
+    for p in [api, *workers]:
+        poll_until(lambda: _ready(p), 15, what=f"{p.name} ready")
+    sub = Submitter(api.http_port, total=1500, rate=150, threads=4, seed=13).start()
+    poll_until(lambda: sub.count() >= 400, 30, what="400 jobs accepted")
+    redis.kill()
+    before = sub.ids()  # answered 202 before the crash (and maybe a few during it)
+    poll_until(lambda: sub.refused.get(503, 0) >= 30, 30,
+               what="30 posts refused while Redis is down")
+    redis.start()
+    for p in [api, *workers]:
+        poll_until(lambda: _ready(p), 30, what=f"{p.name} to reconnect to Redis by itself")
+    sub.join()
+    resp = Resp.of(redis)
+    ids = sub.ids()
+    assert len(ids) == 1500, (len(ids), sub.refused)
+    hashes = resp.hashes([f"surge:job:{i}" for i in ids])
+    lost = [i for i, h in zip(ids, hashes) if "type" not in h]
+    assert not lost, (f"{len(lost)} of {len(ids)} jobs answered 202 are gone after the crash "
+                      f"({len([i for i in lost if i in before])} of them before it): {lost[:5]}")
+    wait_all_finished(resp, ids, timeout=90)
+    assert_nothing_left(resp)
+    assert_invariants(resp)
+    print(f"\nredis SIGKILL: {len(before)} jobs accepted before the crash, {len(ids)} in all, "
+          f"every one there after the restart and succeeded; {sum(sub.refused.values())} posts "
+          f"refused while it was down")
 
 
 def test_frozen_redis_answers_503_within_the_deadline(surge, redis):
