@@ -86,6 +86,9 @@ def test_a_worker_taken_for_dead_writes_nothing(surge, redis, postgres, redis_re
             assert "worker_taken_for_dead" in log, log[-3000:]
             lock.release()
             done = poll_job(api.http_port, job, timeout=30)
+            # w2 has its answer (its Redis goes through the proxy).
+            poll_until(lambda: f"job_finished: job {job}" in w2.stderr(), 30,
+                       what="w2 to be told its outcome is written")
     finally:
         proxy.close()
     assert done["status"] == "succeeded" and done["worker"] == name2, done

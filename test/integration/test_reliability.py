@@ -346,6 +346,9 @@ def test_no_id_is_taken_while_the_main_redis_connection_is_down(surge, redis):
         proxy.set_mode("pass")
         done = poll_job(api.http_port, job, timeout=30)
         assert done["status"] == "succeeded" and done["attempts"] == 1, done
+        # The worker has its answer (its Redis goes through the proxy).
+        poll_until(lambda: f"job_finished: job {job}" in w.stderr(), 30,
+                   what="the worker to be told its outcome is written")
     finally:
         proxy.close()
     assert_nothing_left(resp)
