@@ -27,7 +27,7 @@ static double thread_cpu_seconds(void)
 
 double burn_wall_cap(double seconds)
 {
-    return seconds * BURN_WALL_CAP_FACTOR + 1.0;
+    return seconds * BURN_WALL_CAP_FACTOR + BURN_WALL_CAP_EXTRA;
 }
 
 enum burn_end burn_spin(double seconds, double wall_cap, const atomic_bool *cancel, double *wall,

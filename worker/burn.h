@@ -21,9 +21,14 @@ enum burn_end {
 typedef void (*burn_done_fn)(double wall_seconds, double cpu_seconds, enum burn_end end,
                              void *arg);
 
-/* A burn starved of CPU stops after this many times its seconds of wall time
- * (plus one second): burn_wall_cap(seconds). */
-#define BURN_WALL_CAP_FACTOR 3.0
+/* A burn starved of CPU stops after this many times its seconds of wall time,
+ * plus BURN_WALL_CAP_EXTRA seconds: burn_wall_cap(seconds). Generous on
+ * purpose: a burn stopped short throws its work away and is retried, which on
+ * a machine already overloaded only adds load; the cap bounds how long a
+ * starved burn holds its slot (a CPU-throttled container, a stopped process),
+ * it does not shape the load. */
+#define BURN_WALL_CAP_FACTOR 10.0
+#define BURN_WALL_CAP_EXTRA 2.0
 double burn_wall_cap(double seconds);
 
 /* Starts burning one core until the thread has used seconds of CPU time. Returns NULL if no thread could be

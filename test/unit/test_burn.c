@@ -59,10 +59,10 @@ START_TEST(wall_cap_ends_as_capped_not_done)
 }
 END_TEST
 
-START_TEST(wall_cap_is_three_times_plus_one)
+START_TEST(wall_cap_is_ten_times_plus_two)
 {
-    ck_assert_double_eq(burn_wall_cap(2.0), 7.0);
-    ck_assert_double_eq(burn_wall_cap(0.0), 1.0);
+    ck_assert_double_eq(burn_wall_cap(2.0), 22.0);
+    ck_assert_double_eq(burn_wall_cap(0.0), 2.0);
 }
 END_TEST
 
@@ -118,7 +118,7 @@ Suite *burn_suite(void)
     tcase_add_test(tc, zero_seconds_returns);
     tcase_add_test(tc, cancel_set_before_returns_at_once);
     tcase_add_test(tc, wall_cap_ends_as_capped_not_done);
-    tcase_add_test(tc, wall_cap_is_three_times_plus_one);
+    tcase_add_test(tc, wall_cap_is_ten_times_plus_two);
     suite_add_tcase(s, tc);
     tc = tcase_create("thread");
     tcase_add_test(tc, cancel_from_the_loop_thread);
