@@ -49,7 +49,7 @@ const char script_start[] =
     "end\n"
     /* Running under another take, waiting for a retry, or ended: not ours to
      * run; the orphan check deals with our list's entry. */
-    "if f[2] and f[2] ~= 'queued' then return 'stale' end\n"
+    "if f[2] and f[2] ~= 'queued' then return 'stale ' .. f[1] end\n"
     "local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)\n"
     "local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
     "redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[1])\n"

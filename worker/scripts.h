@@ -18,7 +18,8 @@
  * error, dead_max. Marks the job running, counts the attempt and gives the
  * take its lease; returns {type, params, attempts, created_at, lease}, or
  * "missing" after moving an unreadable job to the dead list, or "stale" when
- * the id is no longer in our list or the job is not waiting (changes nothing). */
+ * the id is no longer in our list, "stale {type}" when the job is not waiting
+ * (both change nothing). */
 extern const char script_start[];
 /* KEYS: job, processing. ARGV: id, lease, result, finished_at, ttl. */
 extern const char script_succeed[];

@@ -141,6 +141,31 @@ def test_an_outcome_sent_again_finds_nothing_to_do(surge, redis, postgres):
     assert_invariants(resp)
 
 
+def test_a_take_of_a_job_held_elsewhere_changes_nothing(surge, redis):
+    """An id queued while its job runs under another take (a copy left by
+    some earlier fault): the worker that takes it runs nothing and changes
+    nothing, counts and logs it, and its list's entry is dropped by the orphan
+    check instead of going back to the queue."""
+    resp = Resp(redis.port)
+    job = "7ZZZZZZZZZZZZZZZZZZZZZZZH0"
+    held = {"type": "read", "params": '{"item_id":3}', "status": "running", "attempts": "1",
+            "lease": "7", "worker": "elsewhere-1", "created_at": "2026-01-01T00:00:00.000Z",
+            "started_at": "2026-01-01T00:00:01.000Z"}
+    resp.call("HSET", f"surge:job:{job}", *[x for kv in held.items() for x in kv])
+    resp.call("RPUSH", "surge:processing:elsewhere-1", job)
+    resp.call("LPUSH", "surge:queue", job)
+    w = surge.worker()
+    poll_until(lambda: resp.call("LLEN", "surge:queue") == 0
+               and resp.call("LLEN", processing_key(worker_name(w))) == 0, 30,
+               what="the copy to be taken and its entry dropped")
+    assert _hash(resp, job) == held, "a take of a job held elsewhere changed it"
+    assert resp.call("LRANGE", "surge:processing:elsewhere-1", 0, -1) == [job]
+    assert metric(w.admin_port, "surge_stale_outcomes_total", type="read", action="take") == 1
+    assert metric(w.admin_port, "surge_stale_outcomes_total", type="read",
+                  action="recover") == 1
+    assert f"stale_outcome: job {job}" in w.stderr()
+
+
 # --------------------------------------------------------------------------
 # the dead list
 
