@@ -1,5 +1,6 @@
 # surge — build, test and run. `make help` lists the targets.
-# Two build trees side by side: build/release (-O2) and build/san (ASan+UBSan).
+# Build trees side by side: build/release (-O2), build/san (ASan+UBSan) and
+# build/tsan (ThreadSanitizer, for the worker's burn threads).
 
 CC      ?= cc
 BUILD   ?= release
@@ -23,6 +24,9 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lhiredis 
 ifeq ($(BUILD),san)
   CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LDFLAGS_MODE := -fsanitize=address,undefined
+else ifeq ($(BUILD),tsan)
+  CFLAGS_MODE := -O1 -fno-omit-frame-pointer -fsanitize=thread
+  LDFLAGS_MODE := -fsanitize=thread
 else
   CFLAGS_MODE := -O2
   LDFLAGS_MODE :=
@@ -47,12 +51,13 @@ UNIT_OBJ   := $(UNIT_SRC:%.c=$(OUT)/%.o) $(COMMON_OBJ) \
 VENV    := .venv
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: all san deps venv unit test test-unit test-integration run clean help
+.PHONY: all san tsan deps venv unit test test-unit test-integration test-tsan run clean help
 all: $(OUT)/surge-api $(OUT)/surge-worker
 
 help:
 	@echo "make            build build/release/surge-api and surge-worker"
 	@echo "make san        the same with ASan+UBSan under build/san"
+	@echo "make tsan       the same with ThreadSanitizer under build/tsan"
 	@echo "make run        local Redis + PostgreSQL in .data/, the api and two workers"
 	@echo "make test       install what is missing, then every test (release and san)"
 	@echo "make clean      remove build/"
@@ -82,6 +87,9 @@ $(OUT)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 san:
 	$(MAKE) BUILD=san all
 
+tsan:
+	$(MAKE) BUILD=tsan all
+
 deps:
 	scripts/install-deps.sh build run test
 
@@ -101,10 +109,18 @@ test-integration: venv all san
 	SURGE_BIN_DIR=build/release $(PYTEST) -q test/integration
 	SURGE_BIN_DIR=build/san $(PYTEST) -q test/integration
 
+# The threads of the worker (a burn runs on its own) under ThreadSanitizer:
+# the burn unit tests and every integration test of a burn or a SIGTERM.
+test-tsan: venv
+	$(MAKE) BUILD=tsan all build/tsan/unit-tests
+	CK_RUN_SUITE=burn TSAN_OPTIONS=halt_on_error=1 build/tsan/unit-tests
+	SURGE_BIN_DIR=build/tsan $(PYTEST) -q test/integration -k "burn or sigterm"
+
 test: deps
 	$(MAKE) all san
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-tsan
 	$(MAKE) test-extra
 
 # Other test suites (manifests, image, metrics) hook in here from mk/*.mk.

@@ -21,6 +21,8 @@ struct setting {
 
 #define F(field) offsetof(struct cfg, field)
 
+#define PREFIX_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
 /* Keep in sync with docs/architecture.md and k8s/base/configmap. */
 static const struct setting settings[] = {
     {"SURGE_REDIS_URL", "redis://127.0.0.1:6379/0", K_REDIS_URL, 0, 0, F(redis_url)},
@@ -46,6 +48,7 @@ static const struct setting settings[] = {
     {"SURGE_SHUTDOWN_GRACE_SECONDS", "30", K_INT, 0, 3600, F(shutdown_grace_seconds)},
     {"SURGE_HEARTBEAT_SECONDS", "15", K_INT, 3, 600, F(heartbeat_seconds)},
     {"SURGE_JOB_TIMEOUT_SECONDS", "30", K_INT, 1, 86400, F(job_timeout_seconds)},
+    {"SURGE_DEAD_LIST_MAX", "10000", K_INT, 1, 10000000, F(dead_list_max)},
     {"SURGE_LOG_LEVEL", "info", K_LOG_LEVEL, 0, 0, F(log_level)},
     {"SURGE_LOG_FORMAT", "json", K_LOG_FORMAT, 0, 0, F(log_format)},
     {"SURGE_KEY_PREFIX", "surge:", K_PREFIX, 0, 0, F(key_prefix)},
@@ -105,8 +108,10 @@ static const char *check_one(struct cfg *cfg, const struct setting *s, const cha
         *(char **)field = xstrdup(value);
         return NULL;
     case K_PREFIX:
-        if (strlen(value) > 64 || strpbrk(value, " \t\r\n"))
-            return "must be at most 64 characters without spaces";
+        /* Letters, digits and _.:- only: a key name then never holds glob
+         * syntax, quoting or spaces, whatever command or script it reaches. */
+        if (strlen(value) > 64 || strspn(value, PREFIX_CHARS) != strlen(value))
+            return "must be at most 64 characters among A-Z a-z 0-9 _ . : -";
         *(char **)field = xstrdup(value);
         return NULL;
     case K_INT:

@@ -32,6 +32,7 @@ struct cfg {
     int shutdown_grace_seconds;
     int heartbeat_seconds;
     int job_timeout_seconds;
+    int dead_list_max; /* ids kept on surge:dead */
     enum log_level log_level;
     enum log_format log_format;
     char *key_prefix;

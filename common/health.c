@@ -20,7 +20,7 @@ struct component {
     bool ok;
     double started;
     double latency_ms;
-    char detail[128];
+    char detail[192];
 };
 
 struct health {

@@ -214,6 +214,7 @@ int job_parse_params(enum job_type type, const char *json, size_t len, int burn_
 
 static char prefix[72] = "surge:";
 static char queue_key[96] = "surge:queue", retry_key[96] = "surge:retry", dead_key[96] = "surge:dead";
+static char workers_key[96] = "surge:workers", job_prefix[96] = "surge:job:";
 
 void keys_set_prefix(const char *p)
 {
@@ -223,6 +224,8 @@ void keys_set_prefix(const char *p)
     snprintf(queue_key, sizeof queue_key, "%squeue", prefix);
     snprintf(retry_key, sizeof retry_key, "%sretry", prefix);
     snprintf(dead_key, sizeof dead_key, "%sdead", prefix);
+    snprintf(workers_key, sizeof workers_key, "%sworkers", prefix);
+    snprintf(job_prefix, sizeof job_prefix, "%sjob:", prefix);
 }
 
 const char *keys_prefix(void)
@@ -245,9 +248,19 @@ const char *key_dead(void)
     return dead_key;
 }
 
+const char *key_workers(void)
+{
+    return workers_key;
+}
+
+const char *key_job_prefix(void)
+{
+    return job_prefix;
+}
+
 void key_job(struct buf *out, const char *id)
 {
-    buf_printf(out, "%sjob:%s", prefix, id);
+    buf_printf(out, "%s%s", job_prefix, id);
 }
 
 void key_processing(struct buf *out, const char *worker)

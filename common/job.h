@@ -60,10 +60,14 @@ int job_parse_params(enum job_type type, const char *json, size_t len, int burn_
 /* Redis key names; set the prefix once at start. */
 void keys_set_prefix(const char *prefix);
 const char *keys_prefix(void);
-/* "surge:queue", "surge:retry", "surge:dead" (static storage). */
+/* "surge:queue", "surge:retry", "surge:dead", "surge:workers" (the registry
+ * of live workers) and "surge:job:", the start of every job hash's name, for
+ * the scripts that name jobs themselves (static storage). */
 const char *key_queue(void);
 const char *key_retry(void);
 const char *key_dead(void);
+const char *key_workers(void);
+const char *key_job_prefix(void);
 /* Writes "surge:job:{id}", "surge:processing:{worker}", "surge:worker:{worker}" into out. */
 void key_job(struct buf *out, const char *id);
 void key_processing(struct buf *out, const char *worker);

@@ -4,8 +4,11 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <string.h>
 
 struct surge_metrics sm;
+
+static const char *const stale_actions[] = {"succeed", "fail", "requeue", "take", "recover"};
 
 static uv_timer_t poll_timer;
 static struct rc *poll_redis;
@@ -74,6 +77,12 @@ void surge_metrics_init(enum surge_role role)
     sm.jobs_recovered = metrics_counter(
         "surge_jobs_recovered_total",
         "Job ids put back on the queue from the list of a worker whose heartbeat expired.", NULL);
+    sm.stale_outcomes = metrics_counter(
+        "surge_stale_outcomes_total",
+        "Changes asked for by a take of a job that was no longer current (its worker was "
+        "taken for dead and the job put back or taken again), which changed nothing; by type "
+        "and action (succeed, fail, requeue, take, recover).",
+        "type,action");
     /* Every type and outcome appears from the start, so that rate() and
      * increase() see the first event too. */
     static const char *const outcomes[] = {"succeeded", "failed", "retry", "dead", "requeued"};
@@ -85,7 +94,17 @@ void surge_metrics_init(enum surge_role role)
             const char *fo[] = {type, outcomes[o]};
             metrics_add(sm.jobs_finished, fo, 0);
         }
+        for (size_t a = 0; a < ARRAY_LEN(stale_actions); a++) {
+            const char *ta[] = {type, stale_actions[a]};
+            metrics_add(sm.stale_outcomes, ta, 0);
+        }
     }
+}
+
+void surge_metrics_stale(const char *type, const char *action)
+{
+    const char *labels[] = {job_type_name(job_type_parse(type, strlen(type))), action};
+    metrics_add(sm.stale_outcomes, labels, 1);
 }
 
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx)

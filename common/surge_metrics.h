@@ -26,6 +26,7 @@ struct surge_metrics {
     struct metric *job_wait;            /* worker: {type} */
     struct metric *jobs_in_progress;    /* worker: {type} */
     struct metric *jobs_recovered;      /* worker */
+    struct metric *stale_outcomes;      /* worker: {type,action} */
 };
 
 extern struct surge_metrics sm;
@@ -33,6 +34,10 @@ extern struct surge_metrics sm;
 enum surge_role { SURGE_ROLE_API, SURGE_ROLE_WORKER };
 
 void surge_metrics_init(enum surge_role role);
+/* Worker: one change that a take no longer current asked for and that changed
+ * nothing (action: succeed, fail, requeue, take, recover); type is the job's
+ * type as stored, "unknown" when it is not one we know. */
+void surge_metrics_stale(const char *type, const char *action);
 /* http_observe_fn for both servers: counts and times every answer. */
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx);
 /* http_conn_event_fn of the api's servers: open, refused and lost connections. */

@@ -1,8 +1,9 @@
-/* burn: CPU loop on its own thread, completion through uv_async_t. */
+/* burn: CPU loop on its own thread, completion through uv_async_t.
+ * The loop thread and the burn thread share only the cancel flag (an atomic)
+ * while the burn runs; the results are read after uv_thread_join. */
 #include "burn.h"
 #include "util.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -10,8 +11,9 @@ struct burn {
     uv_thread_t thread;
     uv_async_t async;
     double seconds;
-    volatile bool cancel;
-    double wall, cpu;
+    atomic_bool cancel; /* written by the loop thread, read by the burn thread */
+    double wall, cpu;   /* written by the burn thread before it ends */
+    enum burn_end end;
     burn_done_fn done;
     void *arg;
 };
@@ -23,13 +25,19 @@ static double thread_cpu_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void burn_spin(double seconds, const volatile bool *cancel, double *wall, double *cpu)
+double burn_wall_cap(double seconds)
+{
+    return seconds * BURN_WALL_CAP_FACTOR + BURN_WALL_CAP_EXTRA;
+}
+
+enum burn_end burn_spin(double seconds, double wall_cap, const atomic_bool *cancel, double *wall,
+                        double *cpu)
 {
     double t0 = util_mono_seconds(), c0 = thread_cpu_seconds();
     /* The job is an amount of work: `seconds` of CPU time, whatever else the
      * machine runs. A core shared with other work stretches the wall time, up
      * to a cap after which the burn gives up on the rest. */
-    double wall_cap = seconds * BURN_WALL_CAP_FACTOR + 1.0;
+    enum burn_end end;
     /* Work the compiler cannot remove; the clocks are read every 4096 rounds
      * (a few microseconds), which keeps the overshoot negligible. */
     volatile uint64_t x = 88172645463325252ULL;
@@ -41,34 +49,43 @@ void burn_spin(double seconds, const volatile bool *cancel, double *wall, double
             v ^= v << 17;
             x = v;
         }
-        if (*cancel || thread_cpu_seconds() - c0 >= seconds ||
-            util_mono_seconds() - t0 >= wall_cap)
+        if (atomic_load_explicit(cancel, memory_order_relaxed)) {
+            end = BURN_CANCELLED;
             break;
+        }
+        if (thread_cpu_seconds() - c0 >= seconds) {
+            end = BURN_DONE;
+            break;
+        }
+        if (util_mono_seconds() - t0 >= wall_cap) {
+            end = BURN_CAPPED;
+            break;
+        }
     }
     *wall = util_mono_seconds() - t0;
     *cpu = thread_cpu_seconds() - c0;
+    return end;
 }
 
 static void run(void *arg)
 {
     struct burn *b = arg;
-    burn_spin(b->seconds, &b->cancel, &b->wall, &b->cpu);
-    atomic_thread_fence(memory_order_release);
+    b->end = burn_spin(b->seconds, burn_wall_cap(b->seconds), &b->cancel, &b->wall, &b->cpu);
     uv_async_send(&b->async);
 }
 
 static void on_closed(uv_handle_t *h)
 {
     struct burn *b = h->data;
-    b->done(b->wall, b->cpu, b->cancel, b->arg);
+    b->done(b->wall, b->cpu, b->end, b->arg);
     free(b);
 }
 
 static void on_finished(uv_async_t *a)
 {
     struct burn *b = a->data;
+    /* After the join every write of the burn thread is visible here. */
     uv_thread_join(&b->thread);
-    atomic_thread_fence(memory_order_acquire);
     uv_close((uv_handle_t *)&b->async, on_closed);
 }
 
@@ -83,6 +100,7 @@ struct burn *burn_start(uv_loop_t *loop, double seconds, burn_done_fn done, void
     b->seconds = seconds;
     b->done = done;
     b->arg = arg;
+    atomic_init(&b->cancel, false);
     uv_async_init(loop, &b->async, on_finished);
     b->async.data = b;
     if (uv_thread_create(&b->thread, run, b) != 0) {
@@ -94,5 +112,5 @@ struct burn *burn_start(uv_loop_t *loop, double seconds, burn_done_fn done, void
 
 void burn_cancel(struct burn *b)
 {
-    b->cancel = true;
+    atomic_store_explicit(&b->cancel, true, memory_order_relaxed);
 }

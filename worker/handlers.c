@@ -1,7 +1,9 @@
 /* handlers: what each job type does.
  *   read: one prepared SELECT by primary key; the result is the row as
  *         PostgreSQL's row_to_json gives it, or a permanent not_found.
- *   burn: a CPU loop on its own thread (burn.c) for the requested seconds. */
+ *   burn: a CPU loop on its own thread (burn.c) for the requested seconds of
+ *         CPU time; starved of CPU past its wall-clock cap it fails with
+ *         burn_starved and is retried, never dead for it. */
 #include "burn.h"
 #include "json_writer.h"
 #include "log.h"
@@ -22,17 +24,17 @@ static void on_item(PGresult *res, const char *err, void *arg)
 {
     struct job_run *run = arg;
     if (!res) {
-        runner_fail(run, "database_unavailable", err, false);
+        runner_fail(run, "database_unavailable", err, FAILURE_RETRY);
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        runner_fail(run, "database_error", PQresultErrorMessage(res), false);
+        runner_fail(run, "database_error", PQresultErrorMessage(res), FAILURE_RETRY);
         return;
     }
     if (PQntuples(res) == 0) {
         char msg[64];
         snprintf(msg, sizeof msg, "item %lld does not exist", (long long)run->params.item_id);
-        runner_fail(run, "not_found", msg, true);
+        runner_fail(run, "not_found", msg, FAILURE_PERMANENT);
         return;
     }
     runner_succeed(run, PQgetvalue(res, 0, 0));
@@ -48,12 +50,25 @@ static void run_read(struct job_run *run)
 
 /* ---- burn ---- */
 
-static void on_burned(double wall, double cpu, bool cancelled, void *arg)
+static void on_burned(double wall, double cpu, enum burn_end end, void *arg)
 {
     struct job_run *run = arg;
     run->burn = NULL;
-    if (cancelled && run->requeue) {
+    if (end == BURN_CANCELLED && run->requeue) {
         runner_requeue_cancelled(run);
+        return;
+    }
+    if (end == BURN_CAPPED) {
+        /* Starved of CPU (a core shared with other work, or the process
+         * stopped): the work asked for was not done, through no fault of the
+         * job. Retried after the backoff (elsewhere or later the core may be
+         * free; the backoff grows, so starved burns spread out), and never
+         * dead for it. */
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the burn got %.3f of its %d CPU seconds before its wall-clock cap of %.0f s",
+                 cpu, run->params.seconds, burn_wall_cap(run->params.seconds));
+        runner_fail(run, "burn_starved", msg, FAILURE_NEVER_DEAD);
         return;
     }
     struct buf out = {0};
@@ -74,7 +89,7 @@ static void run_burn(struct job_run *run)
 {
     run->burn = burn_start(run->w->loop, run->params.seconds, on_burned, run);
     if (!run->burn)
-        runner_fail(run, "no_thread", "could not start a thread for the burn", false);
+        runner_fail(run, "no_thread", "could not start a thread for the burn", FAILURE_RETRY);
 }
 
 void handler_run(struct job_run *run)
@@ -87,7 +102,7 @@ void handler_run(struct job_run *run)
         run_burn(run);
         return;
     default:
-        runner_fail(run, "unknown_type", "this worker does not know the job's type", true);
+        runner_fail(run, "unknown_type", "this worker does not know the job's type", FAILURE_PERMANENT);
     }
 }
 

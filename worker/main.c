@@ -24,6 +24,17 @@ static void on_redis_state(struct rc *rc, bool up, void *arg)
         health_check_now(w->health);
     if (up && !w->stopping)
         upkeep_now(w);
+    fetcher_kick(w); /* logs the pause, or takes jobs again */
+}
+
+/* The first PostgreSQL connection is ready, or the last one is gone. */
+static void on_postgres_state(bool up, void *arg)
+{
+    struct worker *w = arg;
+    (void)up;
+    if (w->health)
+        health_check_now(w->health);
+    fetcher_kick(w);
 }
 
 /* Health of PostgreSQL: ready when at least one connection is open. The
@@ -50,6 +61,14 @@ static void on_pg_probe(PGresult *res, const char *err, void *arg)
 static void probe_postgres(struct health *h, int idx, void *arg)
 {
     struct worker *w = arg;
+    if (pg_pool_ready(w->pg) == 0) {
+        /* Readiness says why no job is taken (fetcher.c). */
+        char why[192];
+        snprintf(why, sizeof why, "taking no job: no connection open (last error: %s)",
+                 pg_pool_last_error(w->pg));
+        health_report(h, idx, false, 0, why);
+        return;
+    }
     struct pg_probe *p = xmalloc(sizeof *p);
     p->h = h;
     p->idx = idx;
@@ -79,7 +98,7 @@ static void close_all(void)
     app_stopped(&app);
 }
 
-static void on_heartbeat_deleted(redisReply *reply, const char *err, void *arg)
+static void on_goodbye(redisReply *reply, const char *err, void *arg)
 {
     (void)reply;
     (void)err;
@@ -94,7 +113,7 @@ void worker_maybe_exit(struct worker *w)
     w->exiting = true;
     log_info("drained", "no job left in hand");
     /* Say goodbye at once rather than letting the heartbeat expire. */
-    rc_command(w->redis, on_heartbeat_deleted, NULL, "DEL %s", w->heartbeat.data);
+    upkeep_goodbye(w, on_goodbye, NULL);
 }
 
 static double cfg_grace_ms(const struct worker *w)
@@ -158,6 +177,7 @@ int main(void)
     w->fetch = rc_create(w->loop, &fo);
     w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->worker_concurrency, handler_statements,
                            handler_statement_count, cfg->job_timeout_seconds * 1000);
+    pg_pool_on_ready(w->pg, on_postgres_state, w);
     uv_timer_init(w->loop, &w->fetch_backoff);
     w->fetch_backoff.data = w;
     uv_timer_init(w->loop, &w->last_call);

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 enum conn_state { PG_DOWN, PG_CONNECTING, PG_PREPARING, PG_IDLE, PG_BUSY };
 
 struct query {
+    double deadline; /* monotonic: pg_pool_exec + query_timeout_ms */
     const char *statement;
     int nparams;
     char *values[MAX_PARAMS];
@@ -45,6 +47,11 @@ struct pg_pool {
     struct pg_conn *conns;
     int size;
     struct query *head, *tail;
+    uv_timer_t wait_timer; /* the deadline of the oldest waiting query */
+    void (*on_ready)(bool up, void *arg);
+    void *on_ready_arg;
+    bool was_ready;
+    char last_error[256]; /* why the last connection broke */
     bool closing;
     int open_handles;
     void (*done)(void *);
@@ -130,11 +137,25 @@ static void watch(struct pg_conn *c, int events)
 
 static void conn_broken(struct pg_conn *c, const char *why);
 
+/* Tells the owner when the first connection is ready, or the last one lost. */
+static void notify_ready(struct pg_pool *pool)
+{
+    bool ready = pg_pool_ready(pool) > 0;
+    if (ready == pool->was_ready)
+        return;
+    pool->was_ready = ready;
+    if (pool->on_ready && !pool->closing)
+        pool->on_ready(ready, pool->on_ready_arg);
+}
+
 static void on_query_deadline(uv_timer_t *t)
 {
     struct pg_conn *c = t->data;
-    /* A connect or query that hangs may mean a dead peer: start over. */
-    conn_broken(c, c->state == PG_CONNECTING ? "connect timed out" : "query timed out");
+    /* A connect, PREPARE or query that hangs may mean a dead peer or a lock:
+     * start over. */
+    conn_broken(c, c->state == PG_CONNECTING  ? "connect timed out"
+                   : c->state == PG_PREPARING ? "prepare timed out"
+                                              : "query timed out");
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -155,6 +176,7 @@ static void conn_broken(struct pg_conn *c, const char *why_in)
     bool was_up = c->state == PG_IDLE || c->state == PG_BUSY;
     if (was_up || c->backoff_ms == BACKOFF_MIN_MS)
         log_warn("postgres_down", "%s", why);
+    snprintf(c->pool->last_error, sizeof c->pool->last_error, "%s", why);
     stop_poll(c);
     if (c->result) {
         PQclear(c->result);
@@ -168,6 +190,7 @@ static void conn_broken(struct pg_conn *c, const char *why_in)
     finish_query(c, NULL, why);
     if (c->pool->closing)
         return;
+    notify_ready(c->pool);
     uv_timer_start(&c->timer, on_retry_timer, (uint64_t)c->backoff_ms, 0);
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
     pump(c->pool); /* with fewer connections, waiting queries may have to fail */
@@ -185,8 +208,16 @@ static void send_prepare(struct pg_conn *c)
 
 static void became_idle(struct pg_conn *c)
 {
+    if (c->state == PG_PREPARING) {
+        /* Connected and prepared: only now is the connection back. */
+        if (c->backoff_ms > BACKOFF_MIN_MS)
+            log_info("postgres_up", "connection restored");
+        c->backoff_ms = BACKOFF_MIN_MS;
+    }
     c->state = PG_IDLE;
-    watch(c, UV_READABLE); /* to notice the server going away */
+    uv_timer_stop(&c->timer); /* the connect-and-prepare deadline */
+    watch(c, UV_READABLE);    /* to notice the server going away */
+    notify_ready(c->pool);
     pump(c->pool);
 }
 
@@ -200,14 +231,12 @@ static void drive_connect(struct pg_conn *c)
         watch(c, UV_WRITABLE);
         return;
     case PGRES_POLLING_OK:
-        uv_timer_stop(&c->timer);
+        /* The connect deadline keeps running through the PREPAREs, which
+         * wait on any lock on their tables. */
         if (PQsetnonblocking(c->pg, 1) != 0) {
             conn_broken(c, "cannot make the connection non-blocking");
             return;
         }
-        if (c->backoff_ms > BACKOFF_MIN_MS)
-            log_info("postgres_up", "connection restored");
-        c->backoff_ms = BACKOFF_MIN_MS;
         c->prepared = 0;
         c->state = PG_PREPARING;
         if (c->pool->n_stmts > 0)
@@ -231,7 +260,8 @@ static void conn_start(struct pg_conn *c)
         return;
     }
     c->state = PG_CONNECTING;
-    /* libpq has no connect timeout in non-blocking mode: keep our own. */
+    /* libpq has no connect timeout in non-blocking mode: keep our own, which
+     * also covers preparing the statements. */
     uv_timer_start(&c->timer, on_query_deadline, (uint64_t)c->pool->query_timeout_ms, 0);
     drive_connect(c);
 }
@@ -323,6 +353,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 }
 
 
+/* Milliseconds left before a deadline, at least 1. */
+static uint64_t ms_left(double deadline)
+{
+    double ms = (deadline - util_mono_seconds()) * 1000.0;
+    return ms < 1.0 ? 1 : (uint64_t)ms;
+}
+
 static void start_query(struct pg_conn *c, struct query *q)
 {
     c->q = q;
@@ -332,21 +369,49 @@ static void start_query(struct pg_conn *c, struct query *q)
         conn_broken(c, PQerrorMessage(c->pg));
         return;
     }
-    uv_timer_start(&c->timer, on_query_deadline, (uint64_t)c->pool->query_timeout_ms, 0);
+    /* What is left of the query's time: waiting for a connection counted. */
+    uv_timer_start(&c->timer, on_query_deadline, ms_left(q->deadline), 0);
     if (flush(c) < 0)
         conn_broken(c, PQerrorMessage(c->pg));
 }
 
-/* Answers every query still waiting for a connection with an error. */
-static void fail_waiting(struct pg_pool *pool, const char *why)
+/* Answers with an error every query still waiting for a connection whose
+ * deadline is before `before` (all of them with INFINITY). The queue is in
+ * deadline order: every query gets the same time. */
+static void fail_waiting_until(struct pg_pool *pool, double before, const char *why)
 {
-    while (pool->head) {
+    while (pool->head && pool->head->deadline < before) {
         struct query *q = pool->head;
         pool->head = q->next;
+        if (!pool->head)
+            pool->tail = NULL;
         q->cb(NULL, why, q->arg);
         free_query(q);
     }
-    pool->tail = NULL;
+}
+
+static void fail_waiting(struct pg_pool *pool, const char *why)
+{
+    fail_waiting_until(pool, INFINITY, why);
+}
+
+static void arm_wait_timer(struct pg_pool *pool);
+
+static void on_wait_deadline(uv_timer_t *t)
+{
+    struct pg_pool *pool = t->data;
+    /* Within a millisecond counts as due: the timer's resolution. */
+    fail_waiting_until(pool, util_mono_seconds() + 0.001,
+                       "timed out waiting for a PostgreSQL connection");
+    arm_wait_timer(pool);
+}
+
+static void arm_wait_timer(struct pg_pool *pool)
+{
+    if (pool->head && !pool->closing)
+        uv_timer_start(&pool->wait_timer, on_wait_deadline, ms_left(pool->head->deadline), 0);
+    else
+        uv_timer_stop(&pool->wait_timer);
 }
 
 /* Gives waiting queries to idle connections; fails them if none can come. */
@@ -365,10 +430,11 @@ static void pump(struct pg_pool *pool)
     }
     for (int i = 0; i < pool->size; i++)
         alive += pool->conns[i].state >= PG_CONNECTING;
-    if (alive > 0)
-        return;
-    /* Nothing connected: fail fast so jobs can be retried later. */
-    fail_waiting(pool, "postgres is unavailable");
+    if (alive == 0) {
+        /* Nothing connected: fail fast so jobs can be retried later. */
+        fail_waiting(pool, "postgres is unavailable");
+    }
+    arm_wait_timer(pool);
 }
 
 void pg_pool_exec(struct pg_pool *pool, const char *statement, int nparams,
@@ -379,6 +445,7 @@ void pg_pool_exec(struct pg_pool *pool, const char *statement, int nparams,
         return;
     }
     struct query *q = xcalloc(1, sizeof *q);
+    q->deadline = util_mono_seconds() + pool->query_timeout_ms / 1000.0;
     q->statement = statement;
     q->nparams = nparams;
     for (int i = 0; i < nparams; i++)
@@ -401,6 +468,17 @@ int pg_pool_ready(const struct pg_pool *pool)
     return n;
 }
 
+const char *pg_pool_last_error(const struct pg_pool *pool)
+{
+    return pool->last_error[0] ? pool->last_error : "none yet";
+}
+
+void pg_pool_on_ready(struct pg_pool *pool, void (*cb)(bool up, void *arg), void *arg)
+{
+    pool->on_ready = cb;
+    pool->on_ready_arg = arg;
+}
+
 struct pg_pool *pg_pool_create(uv_loop_t *loop, const char *dsn, int size,
                                const struct pg_statement *statements, int n_statements,
                                int query_timeout_ms)
@@ -413,7 +491,9 @@ struct pg_pool *pg_pool_create(uv_loop_t *loop, const char *dsn, int size,
     pool->query_timeout_ms = query_timeout_ms;
     pool->size = size;
     pool->conns = xcalloc((size_t)size, sizeof *pool->conns);
-    pool->open_handles = 1; /* the pool itself, released by pg_pool_close */
+    pool->open_handles = 2; /* the pool itself, released by pg_pool_close, and wait_timer */
+    uv_timer_init(loop, &pool->wait_timer);
+    pool->wait_timer.data = pool;
     for (int i = 0; i < size; i++) {
         struct pg_conn *c = &pool->conns[i];
         c->pool = pool;
@@ -434,12 +514,18 @@ static void on_timer_closed(uv_handle_t *h)
     release(c->pool);
 }
 
+static void on_wait_timer_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
 void pg_pool_close(struct pg_pool *pool, void (*done)(void *), void *arg)
 {
     pool->closing = true;
     pool->done = done;
     pool->done_arg = arg;
     fail_waiting(pool, "closing");
+    uv_close((uv_handle_t *)&pool->wait_timer, on_wait_timer_closed);
     for (int i = 0; i < pool->size; i++) {
         struct pg_conn *c = &pool->conns[i];
         stop_poll(c);

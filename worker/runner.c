@@ -1,7 +1,9 @@
 /* runner: the life of one job in this worker.
- *   start script (running, attempt counted) -> handler -> outcome script
+ *   start script (running, attempt counted, lease given) -> handler -> outcome script
  * The id stays in our processing list until the outcome script removes it
- * in the same atomic step that records the outcome. */
+ * in the same atomic step that records the outcome. Every outcome names the
+ * lease of our take: if we were taken for dead meanwhile (the job was put back
+ * and maybe taken again), it changes nothing, and is counted and logged. */
 #include "json_writer.h"
 #include "log.h"
 #include "scripts.h"
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #define OUTCOME_RETRY_MS 1000
+#define OUTCOME_MAX_ARGS 24 /* EVAL, script, key count, keys, arguments */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
 
@@ -72,39 +75,71 @@ static void on_outcome_retry(uv_timer_t *t)
     send_outcome(run);
 }
 
+/* An outcome script's answer: {outcome, written} (scripts.h). */
+static bool outcome_reply(const redisReply *reply, const char **outcome, bool *written)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
+        return false;
+    *outcome = reply->element[0]->str;
+    *written = reply->element[1]->integer == 1;
+    return true;
+}
+
 static void on_outcome(redisReply *reply, const char *err, void *arg)
 {
     struct job_run *run = arg;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+    const char *outcome;
+    bool written;
+    if (!outcome_reply(reply, &outcome, &written)) {
         log_warn("outcome_not_written", "job %s: %s; trying again", run->id,
-                 reply ? reply->str : err);
+                 reply ? (reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer")
+                       : err);
         uv_timer_t *t = xmalloc(sizeof *t);
         uv_timer_init(run->w->loop, t);
         t->data = run;
         uv_timer_start(t, on_outcome_retry, OUTCOME_RETRY_MS, 0);
         return;
     }
-    const char *outcome = reply->type == REDIS_REPLY_STRING ? reply->str : "requeued";
     double secs = util_mono_seconds() - run->started;
-    const char *labels[] = {job_type_name(run->type), outcome};
+    const char *type = job_type_name(run->type);
+    const char *labels[] = {type, outcome};
+    if (run->counted_in_progress)
+        metrics_add(sm.jobs_in_progress, labels, -1);
+    if (!strcmp(outcome, "stale")) {
+        surge_metrics_stale(type, run->action);
+        log_warn("stale_outcome",
+                 "job %s (%s): this worker's take (lease %s) is no longer current, so its %s "
+                 "after %.3f s changed nothing%s",
+                 run->id, type, run->lease, run->action, secs,
+                 run->sends > 1 ? " (a copy sent again after a lost answer: the first one may "
+                                  "have been written before the job was taken again)"
+                                : "");
+        run_free(run);
+        return;
+    }
+    if (!written)
+        log_info("outcome_already_written",
+                 "job %s: its outcome (%s) was written already, by a copy whose answer was lost",
+                 run->id, outcome);
     metrics_add(sm.jobs_finished, labels, 1);
     if (run->type != JOB_TYPE_UNKNOWN)
         metrics_observe(sm.job_duration, labels, secs);
-    if (run->counted_in_progress)
-        metrics_add(sm.jobs_in_progress, labels, -1);
-    log_info("job_finished", "job %s (%s) %s after %.3f s, attempt %d", run->id,
-             job_type_name(run->type), outcome, secs, run->attempts);
+    log_info("job_finished", "job %s (%s) %s after %.3f s, attempt %d", run->id, type, outcome,
+             secs, run->attempts);
     run_free(run);
 }
 
 static void send_outcome(struct job_run *run)
 {
-    const char *argv[16];
-    size_t lens[16];
+    run->sends++;
+    const char *argv[OUTCOME_MAX_ARGS];
+    size_t lens[OUTCOME_MAX_ARGS];
     int argc = 0;
     const char *p = run->outcome_script_args.data;
     const char *end = p + run->outcome_script_args.len;
-    while (p < end && argc < 16) {
+    while (p < end && argc < OUTCOME_MAX_ARGS) {
         argv[argc] = p;
         lens[argc] = strlen(p);
         p += lens[argc++] + 1;
@@ -112,10 +147,15 @@ static void send_outcome(struct job_run *run)
     rc_command_argv(run->w->redis, on_outcome, run, argc, argv, lens);
 }
 
-static void outcome_begin(struct job_run *run, const char *script, int nkeys, struct buf *job_key)
+/* Starts the argv of an outcome script: EVAL, the script, its number of
+ * keys, the job's key and our processing list; action names it in logs. */
+static void outcome_begin(struct job_run *run, const char *script, int nkeys, struct buf *job_key,
+                          const char *action)
 {
     struct buf *b = &run->outcome_script_args;
     buf_reset(b);
+    run->action = action;
+    run->sends = 0;
     char n[8];
     snprintf(n, sizeof n, "%d", nkeys);
     outcome_add(b, "EVAL");
@@ -132,8 +172,9 @@ void runner_succeed(struct job_run *run, const char *result_json)
     char now[32], ttl[16];
     iso_now(now);
     snprintf(ttl, sizeof ttl, "%d", run->w->cfg->result_ttl_seconds);
-    outcome_begin(run, script_succeed, 2, &key);
+    outcome_begin(run, script_succeed, 2, &key, "succeed");
     outcome_add(&run->outcome_script_args, run->id);
+    outcome_add(&run->outcome_script_args, run->lease);
     outcome_add(&run->outcome_script_args, result_json);
     outcome_add(&run->outcome_script_args, now);
     outcome_add(&run->outcome_script_args, ttl);
@@ -151,29 +192,34 @@ static int64_t retry_delay_ms(int attempts)
     return (int64_t)(base * (0.5 + 0.5 * ((double)rand() / ((double)RAND_MAX + 1.0))));
 }
 
-void runner_fail(struct job_run *run, const char *code, const char *message, bool permanent)
+void runner_fail(struct job_run *run, const char *code, const char *message, enum failure how)
 {
     struct worker *w = run->w;
     struct buf key = {0}, err = {0};
-    char now[32], ttl[16], max[16], retry_at[24];
+    char now[32], ttl[16], max[16], retry_at[24], dead_max[16];
     iso_now(now);
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
     snprintf(max, sizeof max, "%d", w->cfg->max_attempts);
+    snprintf(dead_max, sizeof dead_max, "%d", w->cfg->dead_list_max);
     snprintf(retry_at, sizeof retry_at, "%lld",
-             permanent ? 0LL : (long long)(util_now_ms() + retry_delay_ms(run->attempts)));
+             how == FAILURE_PERMANENT ? 0LL
+                                      : (long long)(util_now_ms() + retry_delay_ms(run->attempts)));
     error_json(&err, code, message);
     log_warn("job_failed", "job %s (%s) attempt %d: %s: %s", run->id, job_type_name(run->type),
              run->attempts, code, message);
-    outcome_begin(run, script_fail, 4, &key);
+    outcome_begin(run, script_fail, 4, &key, "fail");
     /* KEYS 3 and 4 come after the processing list. */
     outcome_add(&run->outcome_script_args, key_retry());
     outcome_add(&run->outcome_script_args, key_dead());
     outcome_add(&run->outcome_script_args, run->id);
+    outcome_add(&run->outcome_script_args, run->lease);
     outcome_add(&run->outcome_script_args, err.data);
     outcome_add(&run->outcome_script_args, now);
     outcome_add(&run->outcome_script_args, ttl);
     outcome_add(&run->outcome_script_args, max);
     outcome_add(&run->outcome_script_args, retry_at);
+    outcome_add(&run->outcome_script_args, dead_max);
+    outcome_add(&run->outcome_script_args, how == FAILURE_NEVER_DEAD ? "0" : "1");
     buf_free(&key);
     buf_free(&err);
     send_outcome(run);
@@ -182,11 +228,11 @@ void runner_fail(struct job_run *run, const char *code, const char *message, boo
 static void requeue(struct job_run *run)
 {
     struct buf key = {0};
-    outcome_begin(run, script_requeue, 3, &key);
+    /* Our own shutdown cut it short: the script does not count that attempt. */
+    outcome_begin(run, script_requeue, 3, &key, "requeue");
     outcome_add(&run->outcome_script_args, key_queue());
     outcome_add(&run->outcome_script_args, run->id);
-    /* Our own shutdown cut it short: that attempt does not count. */
-    outcome_add(&run->outcome_script_args, "1");
+    outcome_add(&run->outcome_script_args, run->lease);
     buf_free(&key);
     log_info("job_requeued", "job %s (%s) goes back on the queue: this worker is stopping",
              run->id, job_type_name(run->type));
@@ -217,41 +263,57 @@ static void on_started(redisReply *reply, const char *err, void *arg)
         run_free(run);
         return;
     }
+    if (reply->type == REDIS_REPLY_STRING && !strncmp(reply->str, "stale", 5)) {
+        /* Put back by an orphan check, or not waiting to run: not ours. */
+        const char *type = reply->len > 6 ? reply->str + 6 : "";
+        surge_metrics_stale(type, "take");
+        log_warn("stale_outcome",
+                 "job %s: taken off the queue but no longer in this worker's list, or not "
+                 "waiting to run: left alone",
+                 run->id);
+        run_free(run);
+        return;
+    }
     if (reply->type == REDIS_REPLY_STRING) {
         log_error("job_unreadable", "job %s has no readable hash; moved to the dead list",
                   run->id);
         run_free(run);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING) {
-        runner_fail(run, "bad_job", "the job hash has no type", true);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+        /* The id stays in our processing list; upkeep puts it back. */
+        log_error("job_start_failed", "job %s: unexpected answer to the take", run->id);
+        run_free(run);
         return;
     }
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            log_error("job_start_failed", "job %s: unexpected answer to the take", run->id);
+            run_free(run);
+            return;
+        }
     const redisReply *type = reply->element[0], *params = reply->element[1];
     run->attempts = (int)strtol(reply->element[2]->str, NULL, 10);
+    snprintf(run->lease, sizeof run->lease, "%s", reply->element[4]->str);
     run->type = job_type_parse(type->str, (size_t)type->len);
     if (run->type == JOB_TYPE_UNKNOWN) {
         /* Count it as failed for good: no worker will ever know this type. */
-        runner_fail(run, "unknown_type", "this worker does not know the job's type", true);
+        runner_fail(run, "unknown_type", "this worker does not know the job's type", FAILURE_PERMANENT);
         return;
     }
     struct job_error jerr;
-    if (params->type != REDIS_REPLY_STRING ||
+    if (params->len == 0 ||
         job_parse_params(run->type, params->str, (size_t)params->len,
                          run->w->cfg->burn_default_seconds, run->w->cfg->burn_max_seconds,
                          &run->params, &jerr)) {
-        runner_fail(run, "bad_params", params->type == REDIS_REPLY_STRING ? jerr.message
-                                                                          : "no params",
-                    true);
+        runner_fail(run, "bad_params", params->len ? jerr.message : "no params", FAILURE_PERMANENT);
         return;
     }
     log_debug("job_started", "job %s (%s) attempt %d", run->id, job_type_name(run->type),
               run->attempts);
     const char *labels[] = {job_type_name(run->type)};
     int64_t created_ms;
-    if (reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_STRING &&
-        util_parse_iso8601(reply->element[3]->str, &created_ms) == 0)
+    if (util_parse_iso8601(reply->element[3]->str, &created_ms) == 0)
         metrics_observe(sm.job_wait, labels, (double)(util_now_ms() - created_ms) / 1000.0);
     metrics_add(sm.jobs_in_progress, labels, 1);
     run->counted_in_progress = true;
@@ -276,16 +338,17 @@ void runner_begin(struct worker *w, const char *id, size_t len)
     w->in_flight++;
 
     struct buf key = {0}, err = {0};
-    char now[32], ttl[16];
+    char now[32], ttl[16], dead_max[16];
     iso_now(now);
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
+    snprintf(dead_max, sizeof dead_max, "%d", w->cfg->dead_list_max);
     error_json(&err, "unreadable_job", "the job's hash was missing or incomplete when a worker "
                                        "took it");
     key_job(&key, run->id);
     /* The id is passed as received: an id that is not ours to parse still
      * reaches the dead list under its own name. */
     const char *argv[] = {"EVAL", script_start, "3", key.data, w->processing.data, key_dead(),
-                          w->name, now, run->id, ttl, err.data};
+                          w->name, now, run->id, ttl, err.data, dead_max};
     size_t lens[ARRAY_LEN(argv)];
     for (size_t i = 0; i < ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);

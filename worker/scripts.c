@@ -1,76 +1,162 @@
-/* scripts: Lua for atomic job state changes (see scripts.h). */
+/* scripts: Lua for atomic job state changes (see scripts.h). The key names
+ * come from common/job.c as KEYS, or as the prefix "surge:job:" to which a
+ * script appends an id it found in a list. Keep each command name in single
+ * quotes right after redis.call(: test/k8s reads the commands from here to
+ * check the Redis ACL (k8s/base/redis/users.acl.in). */
 #include "scripts.h"
 
+/* The id goes to the head of the dead list, once, and the list keeps at most
+ * max ids: the oldest fall off the end. */
+#define LUA_DEAD_PUSH                                                                              \
+    "local function dead_push(dead, id, max)\n"                                                    \
+    "  redis.call('LREM', dead, 0, id)\n"                                                          \
+    "  redis.call('LPUSH', dead, id)\n"                                                            \
+    "  redis.call('LTRIM', dead, 0, tonumber(max) - 1)\n"                                          \
+    "end\n"
+
+/* An id taken off a worker's processing list goes back on the queue when that
+ * worker's take is the current one (the job runs under its name) or it never
+ * started it (status queued, or no readable hash: the next take sends that to
+ * the dead list). Otherwise the entry is stale (another take holds the job, or
+ * the job has ended) and is dropped. A running take is revoked: its lease
+ * moves on, so an outcome of that take changes nothing. seen keeps one id from
+ * going back twice. Returns whether the id went back, and the job's type. */
+#define LUA_PUT_BACK                                                                               \
+    "local function put_back(id, job, queue, worker, seen)\n"                                      \
+    "  local f = redis.call('HMGET', job, 'type', 'status', 'worker')\n"                           \
+    "  local ours = not f[1] or not f[2] or f[2] == 'queued'\n"                                    \
+    "    or (f[2] == 'running' and f[3] == worker)\n"                                              \
+    "  if seen[id] or not ours then return false, f[1] or '' end\n"                                \
+    "  seen[id] = true\n"                                                                          \
+    "  redis.call('RPUSH', queue, id)\n"                                                           \
+    "  if f[1] then\n"                                                                             \
+    "    redis.call('HSET', job, 'status', 'queued')\n"                                            \
+    "    if f[2] == 'running' then redis.call('HINCRBY', job, 'lease', 1) end\n"                   \
+    "  end\n"                                                                                      \
+    "  return true, f[1] or ''\n"                                                                  \
+    "end\n"
+
 const char script_start[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'type') == 0 then\n"
+    LUA_DEAD_PUSH
+    "if not redis.call('LPOS', KEYS[2], ARGV[3]) then return 'stale' end\n"
+    "local f = redis.call('HMGET', KEYS[1], 'type', 'status', 'params', 'created_at')\n"
+    "if not f[1] then\n"
     "  redis.call('HSET', KEYS[1], 'status', 'dead', 'error', ARGV[5], 'finished_at', ARGV[2])\n"
     "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "  redis.call('LREM', KEYS[2], 1, ARGV[3])\n"
-    "  redis.call('LPUSH', KEYS[3], ARGV[3])\n"
+    "  dead_push(KEYS[3], ARGV[3], ARGV[6])\n"
     "  return 'missing'\n"
     "end\n"
+    /* Running under another take, waiting for a retry, or ended: not ours to
+     * run; the orphan check deals with our list's entry. */
+    "if f[2] and f[2] ~= 'queued' then return 'stale ' .. f[1] end\n"
+    "local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)\n"
     "local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
     "redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[1])\n"
     "redis.call('HDEL', KEYS[1], 'retry_at')\n"
-    "local f = redis.call('HMGET', KEYS[1], 'type', 'params', 'created_at')\n"
-    "return {f[1], f[2] or '', tostring(attempts), f[3] or ''}\n";
+    "return {f[1], f[3] or '', tostring(attempts), f[4] or '', tostring(lease)}\n";
 
 const char script_succeed[] =
-    "redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[2], 'finished_at', "
-    "ARGV[3])\n"
+    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status')\n"
+    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
+    "if f[2] == 'succeeded' then return {'succeeded', 0} end\n"
+    "if f[2] ~= 'running' then return {'stale', 0} end\n"
+    "redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[3], 'finished_at', "
+    "ARGV[4])\n"
     "redis.call('HDEL', KEYS[1], 'error', 'retry_at')\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
     "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "return 'succeeded'\n";
+    "return {'succeeded', 1}\n";
 
 const char script_fail[] =
-    "local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')\n"
-    "local outcome\n"
-    "redis.call('HSET', KEYS[1], 'error', ARGV[2], 'finished_at', ARGV[3])\n"
-    "if ARGV[6] == '0' then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'failed')\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "  outcome = 'failed'\n"
-    "elseif attempts >= tonumber(ARGV[5]) then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'dead')\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "  redis.call('LPUSH', KEYS[4], ARGV[1])\n"
-    "  outcome = 'dead'\n"
-    "else\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'retry_at', ARGV[6])\n"
-    "  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])\n"
-    "  outcome = 'retry'\n"
+    LUA_DEAD_PUSH
+    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status', 'retry_at', 'attempts')\n"
+    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
+    "if f[2] == 'running' then\n"
+    "  local outcome\n"
+    "  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[4])\n"
+    "  if ARGV[7] == '0' then\n"
+    "    redis.call('HSET', KEYS[1], 'status', 'failed')\n"
+    "    redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "    outcome = 'failed'\n"
+    "  elseif ARGV[9] == '1' and tonumber(f[4] or '0') >= tonumber(ARGV[6]) then\n"
+    "    redis.call('HSET', KEYS[1], 'status', 'dead')\n"
+    "    redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+    "    dead_push(KEYS[4], ARGV[1], ARGV[8])\n"
+    "    outcome = 'dead'\n"
+    "  else\n"
+    "    redis.call('HSET', KEYS[1], 'status', 'failed', 'retry_at', ARGV[7])\n"
+    "    redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])\n"
+    "    outcome = 'retry'\n"
+    "  end\n"
+    "  redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "  return {outcome, 1}\n"
     "end\n"
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "return outcome\n";
+    /* Same lease, no longer running: a copy of this call ran before. A retry
+     * may already have come due (queued) under the same lease. */
+    "if f[2] == 'dead' then return {'dead', 0} end\n"
+    "if f[2] == 'failed' then return {f[3] and 'retry' or 'failed', 0} end\n"
+    "if f[2] == 'queued' then return {'retry', 0} end\n"
+    "return {'stale', 0}\n";
 
 const char script_requeue[] =
-    "if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 1 then\n"
-    "  redis.call('RPUSH', KEYS[3], ARGV[1])\n"
-    "  if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "    redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-    "    if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end\n"
-    "  end\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
+    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status')\n"
+    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
+    "if f[2] == 'queued' then return {'requeued', 0} end\n"
+    "if f[2] ~= 'running' then return {'stale', 0} end\n"
+    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
+    "redis.call('RPUSH', KEYS[3], ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
+    "redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
+    "return {'requeued', 1}\n";
 
 const char script_promote[] =
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)\n"
+    "local moved = 0\n"
     "for _, id in ipairs(ids) do\n"
     "  redis.call('ZREM', KEYS[1], id)\n"
-    "  redis.call('HSET', ARGV[2] .. 'job:' .. id, 'status', 'queued')\n"
-    "  redis.call('LPUSH', KEYS[2], id)\n"
+    /* Only a job that still waits for its retry goes back: never an id twice. */
+    "  local job = ARGV[2] .. id\n"
+    "  if redis.call('HGET', job, 'status') == 'failed' then\n"
+    "    redis.call('HSET', job, 'status', 'queued')\n"
+    "    redis.call('LPUSH', KEYS[2], id)\n"
+    "    moved = moved + 1\n"
+    "  end\n"
     "end\n"
-    "return #ids\n";
+    "return moved\n";
 
 const char script_recover[] =
-    "if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-    "local n = 0\n"
+    LUA_PUT_BACK
+    "if ARGV[1] == 'dead' and redis.call('EXISTS', KEYS[1]) == 1 then return {0, {}} end\n"
+    "local moved, stale, seen = 0, {}, {}\n"
     "while true do\n"
-    "  local id = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'RIGHT')\n"
+    "  local id = redis.call('RPOP', KEYS[2])\n"
     "  if not id then break end\n"
-    "  redis.call('HSET', ARGV[2] .. 'job:' .. id, 'status', 'queued')\n"
-    "  n = n + 1\n"
+    "  local back, type = put_back(id, ARGV[2] .. id, KEYS[3], ARGV[3], seen)\n"
+    "  if back then moved = moved + 1 else stale[#stale + 1] = type end\n"
     "end\n"
-    "return n\n";
+    "if ARGV[1] ~= 'start' then redis.call('ZREM', KEYS[4], ARGV[3]) end\n"
+    "if ARGV[1] == 'exit' then redis.call('DEL', KEYS[1]) end\n"
+    "return {moved, stale}\n";
+
+const char script_orphan[] =
+    LUA_PUT_BACK
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {0, {}} end\n"
+    "local back, type = put_back(ARGV[1], ARGV[2] .. ARGV[1], KEYS[2], ARGV[3], {})\n"
+    "if back then return {1, {}} end\n"
+    "return {0, {type}}\n";
+
+const char script_beat[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "return redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])\n";
+
+const char script_prune_dead[] =
+    "local dropped = 0\n"
+    "while dropped < 100 do\n"
+    "  local id = redis.call('LINDEX', KEYS[1], -1)\n"
+    "  if not id or redis.call('EXISTS', ARGV[1] .. id) == 1 then break end\n"
+    "  redis.call('RPOP', KEYS[1])\n"
+    "  dropped = dropped + 1\n"
+    "end\n"
+    "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
+    "return dropped\n";

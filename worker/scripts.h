@@ -1,30 +1,57 @@
 /* scripts: the Lua scripts that move a job between states atomically.
  * Every change of a job's state and lists happens in exactly one script, so
- * a crash between two Redis commands can never lose or duplicate an id. */
+ * a crash between two Redis commands can never lose or duplicate an id.
+ *
+ * Ownership (docs/architecture.md, "Who may write a job"): each take of a job
+ * gets a fencing token, the job hash's `lease`, which the take script
+ * increments and returns. Outcome and requeue scripts name the lease they act
+ * for and change nothing unless the job still runs under it; a worker found
+ * dead has its takes revoked (the lease moves on) as its ids go back to the
+ * queue. Outcome scripts answer {outcome, written}: written is 0 when they
+ * changed nothing, either because a copy of the same call ran before (its
+ * answer was lost with a connection; the outcome is the one it recorded) or
+ * because the take is no longer current (outcome "stale"). */
 #ifndef SURGE_WORKER_SCRIPTS_H
 #define SURGE_WORKER_SCRIPTS_H
 
-/* KEYS: job, processing, dead. ARGV: worker, started_at, id, ttl, error.
- * Marks the job running and counts the attempt; returns {type, params,
- * attempts}, or "missing" after moving an unreadable job to the dead list. */
+/* Take. KEYS: job, processing, dead. ARGV: worker, started_at, id, ttl,
+ * error, dead_max. Marks the job running, counts the attempt and gives the
+ * take its lease; returns {type, params, attempts, created_at, lease}, or
+ * "missing" after moving an unreadable job to the dead list, or "stale" when
+ * the id is no longer in our list, "stale {type}" when the job is not waiting
+ * (both change nothing). */
 extern const char script_start[];
-/* KEYS: job, processing. ARGV: id, result, finished_at, ttl. */
+/* KEYS: job, processing. ARGV: id, lease, result, finished_at, ttl. */
 extern const char script_succeed[];
-/* KEYS: job, processing, retry, dead. ARGV: id, error, finished_at, ttl,
- * max_attempts, retry_at_ms (0 = permanent failure, no retry).
- * Returns "retry", "failed" or "dead". */
+/* KEYS: job, processing, retry, dead. ARGV: id, lease, error, finished_at,
+ * ttl, max_attempts, retry_at_ms (0 = permanent failure, no retry), dead_max,
+ * may_die ("0": retried however many attempts it has used). Outcome "retry",
+ * "failed", "dead" or "stale". */
 extern const char script_fail[];
-/* KEYS: job, processing, queue. ARGV: id, uncount ("1": the attempt does not
- * count — a burn cut short by a graceful shutdown; "0": an orphan, whose
- * attempt was never counted or must stay counted). Puts a job we hold back at
- * the head of the queue. */
+/* KEYS: job, processing, queue. ARGV: id, lease. A take cut short by this
+ * worker's shutdown: the id goes back at the head of the queue and the
+ * attempt does not count. Outcome "requeued" or "stale". */
 extern const char script_requeue[];
-/* KEYS: retry, queue. ARGV: now_ms, key prefix. Moves due retries to the
+/* KEYS: retry, queue. ARGV: now_ms, job key prefix. Moves due retries to the
  * queue; returns how many. */
 extern const char script_promote[];
-/* KEYS: heartbeat, processing, queue. ARGV: force ("1" ignores the
- * heartbeat), key prefix. If the worker's heartbeat has expired, moves every id
- * it held back to the queue; returns how many. */
+/* KEYS: heartbeat, processing, queue, workers. ARGV: mode, job key prefix,
+ * worker. Puts the ids of a worker's list back on the queue (see put_back in
+ * scripts.c). mode "dead": only if its heartbeat has expired, and then the
+ * worker leaves the registry; "start": our own list at start; "exit": our own
+ * list as we leave, then our heartbeat and registry entry go. Returns {moved,
+ * {type of each stale entry dropped}}. */
 extern const char script_recover[];
+/* KEYS: processing, queue. ARGV: id, job key prefix, worker. The same for one
+ * id of our own list that no runner holds. Returns {moved, {types}}. */
+extern const char script_orphan[];
+/* KEYS: heartbeat, workers. ARGV: value, ttl_seconds, now_ms, worker.
+ * Renews the heartbeat and the worker's score in the registry; returns 1 if
+ * the worker was not in the registry (first beat, or taken for dead). */
+extern const char script_beat[];
+/* KEYS: dead. ARGV: job key prefix, dead_max. Drops ids whose job hash has
+ * expired from the old end of the dead list, then trims it to dead_max;
+ * returns how many expired ids went. */
+extern const char script_prune_dead[];
 
 #endif

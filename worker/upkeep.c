@@ -1,13 +1,17 @@
 /* upkeep: what a worker does every second besides running jobs.
- *   - heartbeat: SET surge:worker:{name} with a TTL of SURGE_HEARTBEAT_SECONDS;
- *     renewed from the event loop, never from a burning thread, so a busy
- *     worker never looks dead.
+ *   - heartbeat: SET surge:worker:{name} with a TTL of SURGE_HEARTBEAT_SECONDS
+ *     and the worker's score (now, ms) in the registry surge:workers, in one
+ *     script; renewed from the event loop, never from a burning thread, so a
+ *     busy worker never looks dead.
  *   - retries: moves ids whose backoff is over from surge:retry to the queue.
- *   - recovery: finds processing lists whose worker's heartbeat has expired
- *     and moves their ids back to the queue in one script (no id is lost
- *     between two commands).
+ *   - recovery: reads the registry for workers whose last beat is older than
+ *     the heartbeat TTL, and for each whose heartbeat key has indeed expired
+ *     moves its ids back to the queue in one script (no id is lost between
+ *     two commands; their takes are revoked). Never a SCAN of the keyspace.
  *   - orphans: an id in our own list that we do not hold (its BLMOVE reply
- *     was lost with a connection) is put back after being seen twice. */
+ *     was lost with a connection) is put back after being seen twice.
+ *   - the dead list: ids whose job hash has expired leave its old end, and it
+ *     keeps at most SURGE_DEAD_LIST_MAX ids. */
 #include "json_writer.h"
 #include "log.h"
 #include "scripts.h"
@@ -21,28 +25,39 @@
 #include <unistd.h>
 
 #define TICK_MS 1000
-#define SCAN_EVERY_TICKS 3
+#define RECOVERY_EVERY_TICKS 3
 #define ORPHAN_EVERY_TICKS 5
+#define PRUNE_EVERY_TICKS 10
+/* Workers looked at per registry read; the next read sees the rest. */
+#define RECOVERY_BATCH 50
 
 static double started_at;
 
-static void ignore_reply(redisReply *reply, const char *err, void *arg)
-{
-    (void)reply;
-    (void)err;
-    (void)arg;
-}
+/* ---- heartbeat ---- */
 
-static void beat_with(struct worker *w, rc_reply_fn cb, void *arg);
+static void on_beat(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    struct worker *w = arg;
+    if (!reply || reply->type != REDIS_REPLY_INTEGER)
+        return; /* the next tick tries again */
+    if (reply->integer == 1 && w->own_list_recovered)
+        log_warn("worker_taken_for_dead",
+                 "this worker was not in the registry any more: it was taken for dead (no beat "
+                 "for %d s), and jobs it held went back to the queue; their outcomes from here "
+                 "change nothing",
+                 w->cfg->heartbeat_seconds);
+    if (!w->own_list_recovered) {
+        /* The first fetch waits until Redis holds our heartbeat and our
+         * registry entry, so no one ever sees us hold a job without them. */
+        w->own_list_recovered = true;
+        fetcher_kick(w);
+    }
+}
 
 static void beat(struct worker *w)
 {
-    beat_with(w, ignore_reply, NULL);
-}
-
-static void beat_with(struct worker *w, rc_reply_fn cb, void *arg)
-{
-    struct buf key = {0}, val = {0};
+    struct buf val = {0};
     struct json_writer jw;
     jw_init(&jw, &val);
     jw_object_begin(&jw);
@@ -52,11 +67,15 @@ static void beat_with(struct worker *w, rc_reply_fn cb, void *arg)
     jw_key(&jw, "uptime_seconds");
     jw_double(&jw, util_mono_seconds() - started_at, 0);
     jw_object_end(&jw);
-    rc_command(w->redis, cb, arg, "SET %s %s EX %d", w->heartbeat.data, val.data,
-               w->cfg->heartbeat_seconds);
-    buf_free(&key);
+    char ttl[16], now[24];
+    snprintf(ttl, sizeof ttl, "%d", w->cfg->heartbeat_seconds);
+    snprintf(now, sizeof now, "%lld", (long long)util_now_ms());
+    rc_command(w->redis, on_beat, w, "EVAL %s 2 %s %s %s %s %s %s", script_beat, w->heartbeat.data,
+               key_workers(), val.data, ttl, now, w->name);
     buf_free(&val);
 }
+
+/* ---- retries ---- */
 
 static void on_promoted(redisReply *reply, const char *err, void *arg)
 {
@@ -72,19 +91,29 @@ static void promote(struct worker *w)
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)util_now_ms());
     rc_command(w->redis, on_promoted, NULL, "EVAL %s 2 %s %s %s %s", script_promote, key_retry(),
-               key_queue(), now, keys_prefix());
+               key_queue(), now, key_job_prefix());
 }
 
-/* ---- recovery of dead workers' lists ---- */
+/* ---- putting ids back: dead workers' lists, our own list, orphans ---- */
 
-static void on_first_beat(redisReply *reply, const char *err, void *arg)
+/* Counts and logs the stale entries a put-back dropped: {moved, {types}}. */
+static long long count_put_back(const redisReply *reply, const char *whose)
 {
-    (void)err;
-    struct worker *w = arg;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        return; /* the next tick tries again */
-    w->own_list_recovered = true;
-    fetcher_kick(w);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    const redisReply *stale = reply->element[1];
+    for (size_t i = 0; i < stale->elements; i++)
+        surge_metrics_stale(stale->element[i]->type == REDIS_REPLY_STRING ? stale->element[i]->str
+                                                                          : "",
+                            "recover");
+    if (stale->elements > 0)
+        log_warn("stale_outcome",
+                 "%zu id(s) in the list of worker %s belonged to no take of that worker (run "
+                 "elsewhere, or ended): dropped",
+                 stale->elements, whose);
+    return reply->element[0]->integer;
 }
 
 struct recovery {
@@ -96,75 +125,78 @@ struct recovery {
 static void on_recovered(redisReply *reply, const char *err, void *arg)
 {
     struct recovery *r = arg;
+    long long moved = count_put_back(reply, r->worker);
     if (r->own) {
         r->w->own_recovery_running = false;
-        if (reply && reply->type == REDIS_REPLY_INTEGER) {
-            /* The first fetch waits until Redis holds our heartbeat, so no
-             * one ever sees us hold a job without it. */
-            beat_with(r->w, on_first_beat, r->w);
-        }
+        if (moved >= 0)
+            beat(r->w); /* its answer lets the fetching start */
     }
-    if (!reply)
-        log_warn("recovery_failed", "worker %s: %s", r->worker, err);
-    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 && !r->own)
-        metrics_add(sm.jobs_recovered, NULL, (double)reply->integer);
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+    if (moved < 0)
+        log_warn("recovery_failed", "worker %s: %s", r->worker,
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+                 : reply                                   ? "unexpected answer"
+                                                           : err);
+    else if (moved > 0 && !r->own)
+        metrics_add(sm.jobs_recovered, NULL, (double)moved);
+    if (moved > 0)
         log_warn("jobs_recovered",
                  "worker %s stopped beating; %lld job(s) it held are back on the queue",
-                 r->worker, reply->integer);
+                 r->worker, moved);
     free(r);
 }
 
-static void recover(struct worker *w, const char *worker_name, bool force)
+/* mode: "dead", "start" or "exit" (scripts.h, script_recover). */
+static void recover(struct worker *w, const char *worker_name, const char *mode, rc_reply_fn cb,
+                    void *arg)
 {
-    struct recovery *r = xcalloc(1, sizeof *r);
-    r->w = w;
-    r->own = force;
-    snprintf(r->worker, sizeof r->worker, "%s", worker_name);
     struct buf hb = {0}, proc = {0};
     key_heartbeat(&hb, worker_name);
     key_processing(&proc, worker_name);
-    rc_command(w->redis, on_recovered, r, "EVAL %s 3 %s %s %s %s %s", script_recover, hb.data,
-               proc.data, key_queue(), force ? "1" : "0", keys_prefix());
+    rc_command(w->redis, cb, arg, "EVAL %s 4 %s %s %s %s %s %s %s", script_recover, hb.data,
+               proc.data, key_queue(), key_workers(), mode, key_job_prefix(), worker_name);
     buf_free(&hb);
     buf_free(&proc);
 }
 
-static void scan_from(struct worker *w, const char *cursor);
+static void recover_logged(struct worker *w, const char *worker_name, bool own)
+{
+    struct recovery *r = xcalloc(1, sizeof *r);
+    r->w = w;
+    r->own = own;
+    snprintf(r->worker, sizeof r->worker, "%s", worker_name);
+    recover(w, worker_name, own ? "start" : "dead", on_recovered, r);
+}
 
-static void on_scan(redisReply *reply, const char *err, void *arg)
+static void on_registry(redisReply *reply, const char *err, void *arg)
 {
     (void)err;
     struct worker *w = arg;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || w->stopping) {
-        w->scan_running = false;
+    w->recovery_running = false;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || w->stopping)
         return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *name = reply->element[i];
+        if (name->type == REDIS_REPLY_STRING && strcmp(name->str, w->name) != 0)
+            recover_logged(w, name->str, false);
     }
-    const redisReply *keys = reply->element[1];
-    struct buf prefix = {0};
-    key_processing(&prefix, "");
-    for (size_t i = 0; i < keys->elements; i++) {
-        const char *k = keys->element[i]->str;
-        if (strncmp(k, prefix.data, prefix.len) != 0)
-            continue;
-        const char *name = k + prefix.len;
-        if (strcmp(name, w->name) != 0)
-            recover(w, name, false);
-    }
-    buf_free(&prefix);
-    const char *cursor = reply->element[0]->str;
-    if (strcmp(cursor, "0") == 0)
-        w->scan_running = false;
-    else
-        scan_from(w, cursor);
 }
 
-static void scan_from(struct worker *w, const char *cursor)
+/* Workers whose last beat is older than the heartbeat TTL; the script checks
+ * the heartbeat key itself, so a clock that differs between machines can only
+ * delay a recovery, never take a live worker's jobs. */
+static void read_registry(struct worker *w)
 {
-    struct buf pattern = {0};
-    key_processing(&pattern, "*");
-    rc_command(w->redis, on_scan, w, "SCAN %s MATCH %s COUNT 200", cursor, pattern.data);
-    buf_free(&pattern);
+    char cutoff[24];
+    snprintf(cutoff, sizeof cutoff, "%lld",
+             (long long)(util_now_ms() - (int64_t)w->cfg->heartbeat_seconds * 1000));
+    w->recovery_running = true;
+    rc_command(w->redis, on_registry, w, "ZRANGEBYSCORE %s -inf %s LIMIT 0 %d", key_workers(),
+               cutoff, RECOVERY_BATCH);
+}
+
+void upkeep_goodbye(struct worker *w, rc_reply_fn done, void *arg)
+{
+    recover(w, w->name, "exit", done, arg);
 }
 
 /* ---- orphans in our own list ---- */
@@ -185,6 +217,25 @@ static bool seen_before(struct worker *w, const char *id)
     return false;
 }
 
+static void on_orphan(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    struct worker *w = arg;
+    count_put_back(reply, w->name);
+}
+
+void upkeep_put_back(struct worker *w, const char *id, size_t len)
+{
+    const char *argv[] = {"EVAL", script_orphan, "2", w->processing.data, key_queue(),
+                          id, key_job_prefix(), w->name};
+    size_t lens[ARRAY_LEN(argv)];
+    for (size_t i = 0; i < ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    lens[5] = len;
+    /* Without Redis it stays in our list; the orphan check puts it back. */
+    rc_command_argv(w->redis, on_orphan, w, (int)ARRAY_LEN(argv), argv, lens);
+}
+
 static void on_own_list(redisReply *reply, const char *err, void *arg)
 {
     (void)err;
@@ -200,11 +251,8 @@ static void on_own_list(redisReply *reply, const char *err, void *arg)
             continue;
         if (seen_before(w, id)) {
             log_warn("orphan_requeued", "job %s sat in our list without a runner", id);
-            struct buf key = {0};
-            key_job(&key, id);
-            rc_command(w->redis, ignore_reply, NULL, "EVAL %s 3 %s %s %s %s 0", script_requeue,
-                       key.data, w->processing.data, key_queue(), id);
-            buf_free(&key);
+            rc_command(w->redis, on_orphan, w, "EVAL %s 2 %s %s %s %s %s", script_orphan,
+                       w->processing.data, key_queue(), id, key_job_prefix(), w->name);
         } else if (n < 16) {
             snprintf(now_seen[n++], JOB_ID_LEN + 1, "%s", id);
         }
@@ -221,6 +269,27 @@ static void check_orphans(struct worker *w)
     rc_command(w->redis, on_own_list, w, "LRANGE %s 0 -1", w->processing.data);
 }
 
+/* ---- the dead list ---- */
+
+static void on_pruned(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    (void)arg;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        log_info("dead_list_pruned", "%lld id(s) whose job has expired left the dead list",
+                 reply->integer);
+}
+
+static void prune_dead(struct worker *w)
+{
+    char max[16];
+    snprintf(max, sizeof max, "%d", w->cfg->dead_list_max);
+    rc_command(w->redis, on_pruned, NULL, "EVAL %s 1 %s %s %s", script_prune_dead, key_dead(),
+               key_job_prefix(), max);
+}
+
+/* ---- the tick ---- */
+
 static void on_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
@@ -233,19 +302,20 @@ static void on_tick(uv_timer_t *t)
          * left ids in our list: they go back to the queue before we fetch. */
         if (!w->own_recovery_running) {
             w->own_recovery_running = true;
-            recover(w, w->name, true);
+            recover_logged(w, w->name, true);
         }
         return;
     }
     w->upkeep_ticks++;
     beat(w);
     promote(w);
-    if (w->upkeep_ticks % SCAN_EVERY_TICKS == 0 && !w->scan_running) {
-        w->scan_running = true;
-        scan_from(w, "0");
-    }
+    if (w->upkeep_ticks % RECOVERY_EVERY_TICKS == 0 && !w->recovery_running && !w->stopping)
+        read_registry(w);
     if (w->upkeep_ticks % ORPHAN_EVERY_TICKS == 0)
         check_orphans(w);
+    if (w->upkeep_ticks % PRUNE_EVERY_TICKS == 0)
+        prune_dead(w);
+    fetcher_kick(w); /* a dependency may be back */
 }
 
 void upkeep_start(struct worker *w)

@@ -23,11 +23,14 @@ struct job_run {
     enum job_type type;
     struct job_request params;
     int attempts;
+    char lease[24];    /* the fencing token of this take (scripts.h) */
     double started; /* monotonic */
     struct burn *burn; /* while a burn runs */
     bool requeue;      /* shutdown: put back instead of finishing */
     bool counted_in_progress;
     struct buf outcome_script_args; /* kept to retry writing the outcome */
+    const char *action;             /* what that outcome does: succeed, fail, requeue */
+    int sends;                      /* copies of it sent so far */
     struct job_run *prev, *next;
 };
 
@@ -53,7 +56,8 @@ struct worker {
     uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
-    bool scan_running;      /* a recovery SCAN is going through the keys */
+    bool recovery_running;  /* reading the registry for workers that stopped beating */
+    bool fetch_paused;      /* a dependency is down: taking no job (logged once) */
     char orphans[16][JOB_ID_LEN + 1]; /* ids seen in our list but not held */
     int n_orphans;
     bool orphan_check_running;
@@ -61,15 +65,27 @@ struct worker {
     bool own_recovery_running;
 };
 
-/* fetcher.c: asks for more work while there is room and we are not stopping. */
+/* fetcher.c: asks for more work while there is room, we are not stopping,
+ * and both the main Redis connection and a PostgreSQL connection are up. */
 void fetcher_kick(struct worker *w);
+/* Why the worker takes no job now, or NULL when it may. */
+const char *fetcher_paused_why(const struct worker *w);
 
 /* runner.c */
 void runner_begin(struct worker *w, const char *id, size_t len);
-/* Outcome of a handler: result is JSON text; error code/message for failures.
- * permanent failures are not retried (the input can never succeed). */
+
+/* How a failed attempt goes on. */
+enum failure {
+    FAILURE_RETRY,       /* retried after a backoff until the attempts are used up */
+    FAILURE_PERMANENT,   /* not retried: the input can never succeed */
+    FAILURE_NEVER_DEAD,  /* the platform's fault (a starved core), not the job's:
+                          * retried after the backoff however many attempts it
+                          * has used */
+};
+
+/* Outcome of a handler: result is JSON text; error code/message for failures. */
 void runner_succeed(struct job_run *run, const char *result_json);
-void runner_fail(struct job_run *run, const char *code, const char *message, bool permanent);
+void runner_fail(struct job_run *run, const char *code, const char *message, enum failure how);
 /* Shutdown: cancels burns that cannot end within the grace period and puts
  * their jobs back on the queue. */
 void runner_drain(struct worker *w);
@@ -90,6 +106,13 @@ void upkeep_start(struct worker *w);
 void upkeep_stop(struct worker *w);
 /* Runs the upkeep at once (Redis just came up). */
 void upkeep_now(struct worker *w);
+/* An id of our list that we will not run (it came in as we stopped taking
+ * jobs) goes back to the head of the queue, unless a take holds it. */
+void upkeep_put_back(struct worker *w, const char *id, size_t len);
+/* Leaving, with no job in hand: whatever our list still holds goes back to
+ * the queue, then our heartbeat and registry entry are deleted; done(reply,
+ * err, arg) after. */
+void upkeep_goodbye(struct worker *w, rc_reply_fn done, void *arg);
 
 /* main.c: called whenever in_flight drops; finishes a shutdown when idle. */
 void worker_maybe_exit(struct worker *w);

@@ -17,6 +17,7 @@ import helpers  # noqa: E402
 from surge_fixtures import (  # noqa: E402,F401
     binaries,
     postgres,
+    production,
     pytest_report_header,
     pytest_runtest_makereport,
     redis,

@@ -32,6 +32,8 @@ SANITIZER_MARKERS = (
     "SUMMARY: UndefinedBehaviorSanitizer",
     "SUMMARY: AddressSanitizer",
     "LeakSanitizer has encountered a fatal error",
+    "WARNING: ThreadSanitizer",
+    "SUMMARY: ThreadSanitizer",
 )
 
 FINAL_STATUSES = ("succeeded", "failed", "dead")
@@ -323,15 +325,19 @@ def get_job(port, job_id):
 
 def poll_job(port, job_id, statuses=FINAL_STATUSES, timeout=30):
     """GETs /jobs/{id} until its status is one of statuses; fails with the
-    last answer seen after timeout seconds."""
+    last answer seen after timeout seconds. A `failed` job with a `retry_at`
+    waits for another attempt: it is not final, and only "failed" asked for
+    by name matches it."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
         try:
             r = http(port, "GET", f"/jobs/{job_id}", timeout=5)
             last = r
-            if r.status == 200 and r.json().get("status") in statuses:
-                return r.json()
+            job = r.json() if r.status == 200 else {}
+            waiting = job.get("status") == "failed" and job.get("retry_at") is not None
+            if job.get("status") in statuses and not (waiting and statuses is FINAL_STATUSES):
+                return job
         except (OSError, ConnectionClosed) as e:
             last = e
         if time.monotonic() >= deadline:
@@ -344,11 +350,13 @@ def poll_job(port, job_id, statuses=FINAL_STATUSES, timeout=30):
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1:port with its files in folder (appendonly);
-    with a password, the default user needs it (requirepass)."""
+    """redis-server on 127.0.0.1:port with its files in folder (appendonly).
+    With conf, the server reads that configuration file (the address, port,
+    folder and log file still come from here) and the tests log in as user
+    with password (reliability.production_redis). With a password and no
+    conf, the default user needs it (requirepass)."""
 
-    def __init__(self, folder, port=None, password=None):
-        self.password = password
+    def __init__(self, folder, port=None, conf=None, user=None, password=None):
         self.server = require_program("redis-server")
         self.cli_path = require_program("redis-cli")
         self.folder = Path(folder)
@@ -356,6 +364,9 @@ class RedisServer:
         self.port = port or free_port()
         self.proc = None
         self.log = self.folder / "redis.log"
+        self.conf = conf
+        self.user = user
+        self.password = password
 
     @property
     def url(self):
@@ -364,11 +375,14 @@ class RedisServer:
     def start(self):
         if port_is_open(self.port):
             pytest.fail(f"port {self.port} is already taken; cannot start redis-server there")
+        if self.conf:
+            settings = [str(self.conf)]
+        else:
+            settings = ["--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
         self.proc = subprocess.Popen(
-            [self.server, "--bind", LOOPBACK, "--port", str(self.port),
-             "--dir", str(self.folder), "--appendonly", "yes", "--save", "",
-             "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(self.log),
-             *(["--requirepass", self.password] if self.password else [])],
+            [self.server, *settings, "--bind", LOOPBACK, "--port", str(self.port),
+             "--dir", str(self.folder), "--daemonize", "no", "--logfile", str(self.log),
+             *(["--requirepass", self.password] if self.password and not self.conf else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             env=clean_env())
         deadline = time.monotonic() + 15
@@ -385,6 +399,13 @@ class RedisServer:
                 pytest.fail(f"redis-server did not answer PING within 15 s:\n{tail(self.log)}")
             time.sleep(0.05)
 
+    def kill(self):
+        """SIGKILL, as in a crash: only what Redis had written to disk remains."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(15)
+        self.proc = None
+
     def stop(self):
         """Stops the server (SIGTERM, which writes the append-only file)."""
         if self.proc and self.proc.poll() is None:
@@ -398,8 +419,12 @@ class RedisServer:
 
     def cli(self, *args):
         """Runs redis-cli against this server; returns its stripped output."""
-        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
-        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *auth,
+        login = []
+        if self.password and self.user:
+            login = ["--user", self.user, "--pass", self.password, "--no-auth-warning"]
+        elif self.password:
+            login = ["--no-auth-warning", "-a", self.password]
+        r = subprocess.run([self.cli_path, "-h", LOOPBACK, "-p", str(self.port), *login,
                             *map(str, args)],
                            capture_output=True, text=True, timeout=10, env=clean_env())
         if r.returncode != 0:
@@ -492,12 +517,20 @@ class PostgresServer:
         return r.stdout.rstrip("\n")
 
     def setup_surge(self):
-        """Role and database `surge`, the items table and its 100 000 rows."""
+        """Role and database `surge`, the items table and its 100 000 rows;
+        and a role `surge_noread` that may log in but not read the items, for
+        reads that fail while PostgreSQL is up (`noread_dsn`)."""
         self.psql("CREATE ROLE surge LOGIN", db="postgres", user="postgres")
+        self.psql("CREATE ROLE surge_noread LOGIN", db="postgres", user="postgres")
         self.psql("CREATE DATABASE surge OWNER surge", db="postgres", user="postgres")
         self.psql(file=REPO_ROOT / "db" / "schema.sql")
         self.psql(file=REPO_ROOT / "db" / "seed.sql")
         return self
+
+    @property
+    def noread_dsn(self):
+        """Connects and prepares, but every read fails: permission denied."""
+        return f"host={LOOPBACK} port={self.port} dbname=surge user=surge_noread"
 
     def item_json(self, item_id):
         out = self.psql(f"SELECT row_to_json(i)::text FROM items i WHERE id = {int(item_id)}")
@@ -608,11 +641,13 @@ class Surge:
     PostgreSQL; every process is stopped at the end of the test, which fails if
     one needed SIGKILL or printed a sanitizer report."""
 
-    def __init__(self, redis, postgres, log_dir):
+    def __init__(self, redis, postgres, log_dir, redis_passwords=None):
         self.redis = redis
         self.postgres = postgres
         self.log_dir = Path(log_dir)
         self.procs = []
+        # {ACL user: password}: the api logs in as "api", a worker as "worker".
+        self.redis_passwords = redis_passwords
 
     def env(self, name, **overrides):
         env = clean_env()
@@ -625,6 +660,10 @@ class Surge:
             "SURGE_LOG_FORMAT": "text",
             "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
         })
+        if self.redis_passwords:
+            user = "api" if name == "surge-api" else "worker"
+            env["SURGE_REDIS_USERNAME"] = user
+            env["SURGE_REDIS_PASSWORD"] = self.redis_passwords[user]
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         for k, v in overrides.items():
             if v is None:

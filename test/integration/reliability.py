@@ -1,23 +1,30 @@
-"""Tools for the fault tests (test_reliability.py, test_chaos.py): a small
-Redis client that speaks RESP over one socket (thousands of look-ups without
-a redis-cli process each), worker names and keys, Prometheus text parsing,
-a job submitter that keeps posting from threads, and waiting helpers.
+"""Tools for the fault tests (test_reliability.py, test_chaos.py,
+test_ownership.py): a small Redis client that speaks RESP over one socket
+(thousands of look-ups without a redis-cli process each), worker names and
+keys, Prometheus text parsing, a job submitter that keeps posting from
+threads, a Redis proxy that cuts chosen connections, a table lock, Redis run
+as production runs it, the invariants of the Redis keys, and waiting helpers.
 
 Everything talks to 127.0.0.1 only."""
 
+import hashlib
 import json
+import os
 import random
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
-from helpers import LOOPBACK, Client, ConnectionClosed, http
+from helpers import (LOOPBACK, REPO_ROOT, Client, ConnectionClosed, RedisServer, free_port,
+                     http)
 
 # --------------------------------------------------------------------------
 # Redis over RESP
@@ -30,15 +37,27 @@ class RedisError(Exception):
 class Resp:
     """One connection to Redis; call() sends a command, pipeline() many."""
 
-    def __init__(self, port, timeout=10):
+    def __init__(self, port, timeout=10, user=None, password=None):
         self.port = port
         self.timeout = timeout
+        self.user = user
+        self.password = password
         self.sock = None
         self.f = None
+
+    @classmethod
+    def of(cls, server):
+        """A client of a helpers.RedisServer, logged in as its tests' user."""
+        return cls(server.port, user=server.user, password=server.password)
 
     def _connect(self):
         self.sock = socket.create_connection((LOOPBACK, self.port), timeout=self.timeout)
         self.f = self.sock.makefile("rb")
+        if self.password:
+            self.sock.sendall(self._encode(["AUTH", self.user, self.password]))
+            answer = self._read()
+            if isinstance(answer, RedisError):
+                raise answer
 
     def close(self):
         if self.sock:
@@ -161,8 +180,15 @@ def metrics(port):
 
 
 def metric(port, name, **labels):
-    """One sample's value, 0 when absent."""
-    return metrics(port).get((name, frozenset(labels.items())), 0.0)
+    """One sample's value. A sample the process does not export fails the test
+    (never reads as 0: a renamed metric must not pass a `== 0` check)."""
+    got = metrics(port)
+    key = (name, frozenset(labels.items()))
+    if key not in got:
+        same_name = sorted(dict(ls) for n, ls in got if n == name)
+        pytest.fail(f"no sample {name}{labels} on port {port}; "
+                    f"samples of {name}: {same_name or 'none'}")
+    return got[key]
 
 
 def iso_ms(text):
@@ -196,6 +222,25 @@ def readyz(proc):
     """(status code, JSON body) of a process's /readyz."""
     r = http(proc.admin_port, "GET", "/readyz", timeout=5)
     return r.status, r.json()
+
+
+def down_with(proc, component):
+    """/readyz's body when it is 503 and names component as down, else False."""
+    status, body = readyz(proc)
+    return status == 503 and body["checks"][component]["status"] != "ok" and body
+
+
+def busiest_thread_cpu_seconds(pid):
+    """CPU seconds used by the busiest thread of a process (a burn's thread)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    best = 0.0
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread has ended
+        best = max(best, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+    return best
 
 
 def kill9(proc):
@@ -241,6 +286,30 @@ def wait_all_finished(resp, ids, timeout, statuses=("succeeded",)):
                         f"retry={resp.call('ZCARD', 'surge:retry')} "
                         f"dead={resp.call('LLEN', 'surge:dead')}")
         time.sleep(0.25)
+
+
+def assert_invariants(resp, prefix="surge:"):
+    """What holds whatever happened, once the workers are quiet: the queue,
+    the dead list and the processing lists hold an id at most once; no id is
+    both queued and in the retry set, nor in a processing list and waiting
+    (queue or retry set)."""
+    queue = resp.call("LRANGE", prefix + "queue", 0, -1)
+    retry = resp.call("ZRANGE", prefix + "retry", 0, -1)
+    dead = resp.call("LRANGE", prefix + "dead", 0, -1)
+    held = [i for k in resp.scan_keys(prefix + "processing:*")
+            for i in resp.call("LRANGE", k, 0, -1)]
+
+    def twice(ids):
+        return sorted({i for i in ids if ids.count(i) > 1})
+    problems = [f"{what}: {ids[:5]}" for what, ids in (
+        ("ids queued twice", twice(queue)),
+        ("ids on the dead list twice", twice(dead)),
+        ("ids held twice", twice(held)),
+        ("ids both queued and in the retry set", sorted(set(queue) & set(retry))),
+        ("ids both held and queued", sorted(set(held) & set(queue))),
+        ("ids both held and in the retry set", sorted(set(held) & set(retry))),
+    ) if ids]
+    assert not problems, "\n".join(problems)
 
 
 def assert_nothing_left(resp, timeout=15):
@@ -403,3 +472,222 @@ class PostgresDown:
                 pytest.fail("PostgreSQL did not come back within 60 s")
             time.sleep(0.2)
         return False
+
+
+class TableLock:
+    """with TableLock(pg): another session holds ACCESS EXCLUSIVE on the items
+    table until the block ends (or release()): reads, and the PREPARE of a
+    connection opened meanwhile, wait for it."""
+
+    _n = 0
+
+    def __init__(self, pg):
+        TableLock._n += 1
+        self.pg = pg
+        self.tag = f"surge-test-lock-{TableLock._n}"
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [self.pg.psql_path, "-X", "-q", "-h", LOOPBACK, "-p", str(self.pg.port), "-U",
+             "surge", "-d", "surge", "-c",
+             f"BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; /* {self.tag} */ "
+             "SELECT pg_sleep(600); COMMIT;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        poll_until(lambda: self.pg.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.relation = 'items'::regclass AND l.mode = 'AccessExclusiveLock' "
+            f"AND l.granted AND a.query LIKE '%{self.tag}%'") == "1", 15, what="the table lock")
+        return self
+
+    def release(self):
+        if self.proc is None:
+            return
+        # The server holds the lock until its session ends, not its client.
+        self.pg.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     f"WHERE query LIKE '%{self.tag}%' AND pid <> pg_backend_pid()",
+                     user="postgres")
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+class RedisProxy:
+    """A TCP proxy to Redis on a port of its own, to cut some of a process's
+    connections and not others. Modes: "pass" forwards everything; "refuse"
+    closes every connection, open or new, at once; "fetch_only" closes every
+    connection that has not sent a BLMOVE (a worker's fetch connection goes on)
+    and every new one; "hold" keeps what clients send (held()) until the mode
+    is "pass" again. It notes when BLMOVEs go up a fetch connection and when
+    answers come back."""
+
+    def __init__(self, target_port, mode="pass"):
+        self.target = target_port
+        self.mode = mode
+        self.lock = threading.Lock()
+        self.pairs = []        # {"client", "server", "fetch"}
+        self.refused = 0       # connections closed as they came
+        self.blmoves = []      # monotonic times a BLMOVE went up
+        self.answers = []      # monotonic times a fetch connection got an answer
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = free_port()
+        self.listener.bind((LOOPBACK, self.port))
+        self.listener.listen(128)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @staticmethod
+    def _close(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading it
+        except OSError:
+            pass
+        sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.mode not in ("pass", "hold"):
+                    self.refused += 1
+                    self._close(client)
+                    continue
+                try:
+                    server = socket.create_connection((LOOPBACK, self.target), timeout=5)
+                    server.settimeout(None)
+                except OSError:
+                    self._close(client)
+                    continue
+                pair = {"client": client, "server": server, "fetch": False}
+                self.pairs.append(pair)
+            threading.Thread(target=self._pump, args=(pair, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(pair, False), daemon=True).start()
+
+    def _pump(self, pair, up):
+        src, dst = (pair["client"], pair["server"]) if up else (pair["server"], pair["client"])
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            with self.lock:
+                if up and self.mode == "hold":
+                    pair.setdefault("held", bytearray()).extend(data)
+                    continue
+                if up and b"BLMOVE" in data:
+                    pair["fetch"] = True
+                    self.blmoves.append(time.monotonic())
+                elif not up and pair["fetch"]:
+                    self.answers.append(time.monotonic())
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        self._close(src)
+        self._close(dst)
+
+    def held(self, pattern):
+        """How many times pattern occurs in what the proxy holds."""
+        with self.lock:
+            return sum(bytes(p.get("held", b"")).count(pattern) for p in self.pairs)
+
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = mode
+            for pair in self.pairs:
+                if mode != "hold" and pair.get("held"):
+                    try:
+                        pair["server"].sendall(pair.pop("held"))
+                    except OSError:
+                        pass
+            for pair in self.pairs:
+                if mode == "refuse" or (mode == "fetch_only" and not pair["fetch"]):
+                    self._close(pair["client"])
+                    self._close(pair["server"])
+            self.pairs = [p for p in self.pairs if mode in ("pass", "hold") or
+                          (mode == "fetch_only" and p["fetch"])]
+
+    def fetching(self):
+        with self.lock:
+            return any(p["fetch"] for p in self.pairs)
+
+    def blmoves_since(self, t):
+        with self.lock:
+            return sum(1 for b in self.blmoves if b >= t)
+
+    def fetch_idle(self):
+        """No BLMOVE waits for its answer: the last one sent was answered."""
+        with self.lock:
+            return not self.blmoves or (self.answers and self.answers[-1] > self.blmoves[-1])
+
+    def close(self):
+        self.listener.close()
+        self.set_mode("refuse")
+
+
+def production_redis(folder):
+    """Redis as k8s/base/redis runs it: its redis.conf (appendfsync always,
+    noeviction...) and its ACL users api, worker and keda with passwords, the
+    ACL file built as the StatefulSet builds it (the SHA-256 of each password),
+    plus a user `surge-test` for the tests' own look-ups. Returns the (not yet
+    started) server and {user: password}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    passwords = {u: secrets.token_hex(12) for u in ("api", "worker", "keda", "surge-test")}
+
+    def sha(pw):
+        return hashlib.sha256(pw.encode()).hexdigest()
+    lines = []
+    for line in (REPO_ROOT / "k8s/base/redis/users.acl.in").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        for user in ("api", "worker", "keda"):
+            line = line.replace(f"@{user.upper()}_PASSWORD@", "#" + sha(passwords[user]))
+        lines.append(line)
+    lines.append(f"user surge-test on #{sha(passwords['surge-test'])} ~* &* +@all")
+    (folder / "users.acl").write_text("\n".join(lines) + "\n")
+    conf = (REPO_ROOT / "k8s/base/redis/redis.conf").read_text()
+    for line in ("appendfsync always", "aclfile /run/redis/users.acl", "dir /data"):
+        assert f"\n{line}\n" in conf, f"k8s/base/redis/redis.conf has no line {line!r}: " \
+                                      "update production_redis()"
+    # Redis reads the file before the command line: its paths must exist here.
+    data = folder / "data"
+    conf = conf.replace("\naclfile /run/redis/users.acl\n", f"\naclfile {folder / 'users.acl'}\n")
+    conf = conf.replace("\ndir /data\n", f"\ndir {data}\n")
+    (folder / "redis.conf").write_text(conf)
+    server = RedisServer(data, conf=folder / "redis.conf", user="surge-test",
+                         password=passwords["surge-test"])
+    return server, passwords
+
+
+def registry_score(resp, name):
+    """The worker's score in surge:workers (ms of its last beat), or None."""
+    score = resp.call("ZSCORE", "surge:workers", name)
+    return None if score is None else float(score)
+
+
+def worker_uptime(resp, name):
+    """The uptime (s) the worker's heartbeat says, or None without one."""
+    value = resp.call("GET", heartbeat_key(name))
+    return json.loads(value)["uptime_seconds"] if value else None
+
+
+def wait_beats(resp, name, n, timeout=30):
+    """Waits until the worker's heartbeat says n more seconds of uptime: its
+    event loop has turned that long, whatever the machine's load."""
+    poll_until(lambda: worker_uptime(resp, name) is not None, 10, what=f"{name}'s heartbeat")
+    first = worker_uptime(resp, name)
+    poll_until(lambda: worker_uptime(resp, name) >= first + n, timeout, interval=0.1,
+               what=f"{n} more seconds of heartbeats of worker {name}")

@@ -7,6 +7,7 @@ binary or server program fails the tests; it never skips them."""
 import pytest
 
 import helpers
+import reliability
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -58,7 +59,24 @@ def surge(request, redis, postgres, tmp_path, binaries):
     """Starts surge-api / surge-worker: surge.api(**env), surge.worker(**env).
     At teardown every process gets SIGTERM; the test fails if one had to be
     killed or printed a sanitizer report."""
-    s = helpers.Surge(redis, postgres, tmp_path)
+    yield from _surge(request, redis, postgres, helpers.Surge(redis, postgres, tmp_path))
+
+
+@pytest.fixture
+def production(request, postgres, tmp_path, binaries):
+    """Like surge, against a Redis run as production runs it
+    (reliability.production_redis: its configuration, appendfsync always, ACL
+    users with passwords); production.redis is that server."""
+    server, passwords = reliability.production_redis(tmp_path / "production-redis")
+    server.start()
+    try:
+        yield from _surge(request, server, postgres,
+                          helpers.Surge(server, postgres, tmp_path, redis_passwords=passwords))
+    finally:
+        server.stop()
+
+
+def _surge(request, redis, postgres, s):
     yield s
     problems = s.stop_all()
     failed = getattr(request.node, "rep_call", None)

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from helpers import assert_error, http, poll_job, post_job
+from reliability import Resp, wait_beats, worker_name
 
 METRIC_LINE = re.compile(
     r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
@@ -124,9 +125,11 @@ def test_metrics(surge):
     assert any(k.startswith("process_") for k in s), "no process_* metrics"
 
 
-def test_worker_readiness_follows_postgres(surge, postgres):
+def test_worker_readiness_follows_postgres(surge, redis, postgres):
     """PostgreSQL stops: the worker turns unready naming postgres, and a read
-    job accepted meanwhile is not lost: it succeeds once PostgreSQL is back."""
+    job accepted meanwhile waits in the queue (the worker takes no job without
+    a PostgreSQL connection): it succeeds at its first attempt once PostgreSQL
+    is back."""
     api = surge.api()
     worker = surge.worker()
     assert wait_ready(worker).status == 200
@@ -145,11 +148,14 @@ def test_worker_readiness_follows_postgres(surge, postgres):
         assert body["checks"]["redis"]["status"] == "ok", body
         assert http(worker.admin_port, "GET", "/healthz", timeout=5).status == 200
         job_id = post_job(api.http_port, "/jobs/read", {"item_id": 31})
-        time.sleep(1)
+        # Two seconds of the worker's loop with the job there to take.
+        wait_beats(Resp(redis.port), worker_name(worker), 2)
+        assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id]
     finally:
         postgres.start()
     job = poll_job(api.http_port, job_id, statuses=("succeeded", "dead"), timeout=60)
     assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1, f"the job was tried while PostgreSQL was away: {job}"
     assert job["result"] == postgres.item_json(31), job
     deadline = time.monotonic() + 15
     while http(worker.admin_port, "GET", "/readyz", timeout=5).status != 200:

@@ -22,6 +22,12 @@ BAD = [
     ("surge-worker", "SURGE_MAX_ATTEMPTS", "x"),
     ("surge-worker", "SURGE_BURN_MAX_SECONDS", "1.5"),
     ("surge-worker", "SURGE_HTTP_PORT", "abc"),  # both read the whole table
+    ("surge-worker", "SURGE_DEAD_LIST_MAX", "0"),
+    # Glob syntax would reach the key names: refused, in both binaries.
+    ("surge-worker", "SURGE_KEY_PREFIX", "s[1]:"),
+    ("surge-worker", "SURGE_KEY_PREFIX", "s*:"),
+    ("surge-api", "SURGE_KEY_PREFIX", "s?:"),
+    ("surge-api", "SURGE_KEY_PREFIX", "s\\:"),
 ]
 
 

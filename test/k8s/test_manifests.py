@@ -191,10 +191,12 @@ def allowed_commands(rules):
 API_COMMANDS = {"lpush", "hset", "hgetall", "expire", "ping", "llen", "zcard", "eval", "evalsha",
                 "get", "set"}   # get, set: the Idempotency-Key in the enqueue script
 WORKER_COMMANDS = (API_COMMANDS - {"get"}) | {
-    "blmove", "lmove", "lrem", "lrange", "hincrby", "hget", "hmget", "del", "zadd", "zrangebyscore",
-    "zrem", "zcard", "set", "scan", "exists", "eval", "evalsha", "script", "multi", "exec", "rpush",
+    "blmove", "lrem", "lrange", "hincrby", "hget", "hmget", "del", "zadd", "zrangebyscore",
+    "zrem", "zcard", "set", "exists", "eval", "evalsha", "script", "multi", "exec", "rpush",
     "lpush", "info", "client",
-    "hexists", "hdel"}    # beyond the list: the worker's claim and retry scripts use them
+    "hexists", "hdel",    # beyond the list: the worker's claim and retry scripts use them
+    "lpos",               # the take checks that the id is still in the worker's list
+    "lindex", "ltrim", "rpop"}  # the bounded dead list; recovery pops a dead worker's list
 KEDA_COMMANDS = {"llen", "ping", "auth", "hello", "info"}
 LOGIN = {"auth", "hello"}
 

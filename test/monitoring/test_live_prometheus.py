@@ -8,9 +8,9 @@ here: they are evaluated (so a syntax error fails) and listed at the end of
 the run instead.
 
 The workload makes every outcome the expressions filter on: jobs that
-succeed, fail for good (a missing item), die (a worker whose PostgreSQL is
-unreachable and whose SURGE_MAX_ATTEMPTS is 1), API answers 4xx and 5xx (a
-second api whose Redis is unreachable)."""
+succeed, fail for good (a missing item), die (a worker whose PostgreSQL role
+may not read the items and whose SURGE_MAX_ATTEMPTS is 1), API answers 4xx
+and 5xx (a second api whose Redis is unreachable)."""
 import json
 import subprocess
 import threading
@@ -131,10 +131,9 @@ def live(tmp_path_factory, postgres):
                             SURGE_REDIS_TIMEOUT_MS=200)
         w1 = surge.worker(SURGE_WORKER_CONCURRENCY=2)
         w2 = surge.worker(SURGE_WORKER_CONCURRENCY=2)
-        # A worker whose PostgreSQL is unreachable: the reads it takes die.
-        w3 = surge.worker(SURGE_PG_DSN=f"host=127.0.0.1 port={helpers.free_port()} dbname=surge user=surge "
-                                       "connect_timeout=1",
-                          SURGE_MAX_ATTEMPTS=1, SURGE_JOB_TIMEOUT_SECONDS=1)
+        # A worker whose PostgreSQL role may not read the items: the reads it
+        # takes fail (database_error) and, with one attempt, die.
+        w3 = surge.worker(SURGE_PG_DSN=postgres.noread_dsn, SURGE_MAX_ATTEMPTS=1)
         procs = {"api": api, "bad_api": bad_api, "workers": [w1, w2, w3]}
         prom = Prometheus(tmp, prometheus_config([api.admin_port, bad_api.admin_port],
                                                  [w1.admin_port, w2.admin_port, w3.admin_port],

@@ -88,6 +88,7 @@ START_TEST(defaults_match_the_documented_table)
     ck_assert_int_eq(cfg.header_timeout_seconds, 10);
     ck_assert_int_eq(cfg.idle_timeout_seconds, 60);
     ck_assert_int_eq(cfg.shutdown_grace_seconds, 30);
+    ck_assert_int_eq(cfg.dead_list_max, 10000);
     ck_assert_int_eq(cfg.log_level, LOG_INFO);
     ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
     ck_assert_str_eq(cfg.key_prefix, "surge:");
@@ -147,6 +148,7 @@ static const struct {
     {"SURGE_SHUTDOWN_GRACE_SECONDS", 0, 3600},
     {"SURGE_HEARTBEAT_SECONDS", 3, 600},
     {"SURGE_JOB_TIMEOUT_SECONDS", 1, 86400},
+    {"SURGE_DEAD_LIST_MAX", 1, 10000000},
 };
 
 /* Values no integer variable accepts, whatever its range. */
@@ -425,6 +427,31 @@ START_TEST(key_prefix_limits)
     ck_assert_int_eq(load_one(&cfg, "SURGE_KEY_PREFIX", long_prefix, err, sizeof err), 0);
     ck_assert_str_eq(cfg.key_prefix, long_prefix);
     cfg_free(&cfg);
+    ck_assert_int_eq(load_one(&cfg, "SURGE_KEY_PREFIX", "Surge_2.test-a:", err, sizeof err), 0);
+    ck_assert_str_eq(cfg.key_prefix, "Surge_2.test-a:");
+    cfg_free(&cfg);
+    ck_assert_int_eq(load_one(&cfg, "SURGE_KEY_PREFIX", "", err, sizeof err), 0);
+    cfg_free(&cfg);
+}
+END_TEST
+
+/* Glob syntax, quotes and the like in a key name (a prefix such as "s[1]:"
+ * once kept a dead worker's jobs from ever being recovered). */
+static const char *const bad_prefixes[] = {
+    "s[1]:", "s*:", "s?:", "s\\:", "s{a}:", "s\"q:", "s'q:", "s/x:", "s\xc3\xa9:", "s^:",
+};
+
+START_TEST(key_prefix_characters)
+{
+    const char *value = bad_prefixes[_i];
+    struct cfg cfg;
+    char err[512], want[128];
+    ck_assert_int_eq(load_one(&cfg, "SURGE_KEY_PREFIX", value, err, sizeof err), 1);
+    snprintf(want, sizeof want, "SURGE_KEY_PREFIX: \"%s\" must be at most 64 characters among "
+                                "A-Z a-z 0-9 _ . : -\n",
+             value);
+    ck_assert_str_eq(err, want);
+    cfg_free(&cfg);
 }
 END_TEST
 
@@ -474,6 +501,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, small_or_missing_error_buffer);
     tcase_add_test(tc, burn_default_above_max_is_refused);
     tcase_add_test(tc, key_prefix_limits);
+    tcase_add_loop_test(tc, key_prefix_characters, 0, (int)ARRAY_LEN(bad_prefixes));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -99,16 +99,20 @@ def test_short_session_has_no_errors_or_definite_leaks(postgres, redis, tmp_path
             c.send(helpers.build_request("GET", f"/jobs/{ok_read}")
                    + helpers.build_request("GET", "/jobs/nope"))
             assert c.read().status == 200 and c.read().status == 404
-        # PostgreSQL away and back: the pool's broken-connection path, a retry.
+        # PostgreSQL away and back: the pool's broken-connection path; the
+        # worker takes no job meanwhile (its readiness says why) and the read
+        # posted then waits in the queue.
         postgres.stop()
         try:
+            helpers.wait_for(lambda: "taking no job" in http(worker.admin_port, "GET", "/readyz",
+                                                             timeout=30).body.decode(),
+                             60, interval=0.25, message="the worker to stop taking jobs")
             during = post_job(port, "/jobs/read", {"item_id": 43})
-            helpers.wait_for(lambda: int(redis.hgetall(f"surge:job:{during}").get("attempts", 0))
-                             >= 1 and redis.hgetall(f"surge:job:{during}")["status"] != "running",
-                             60, interval=0.2, message="a read to fail while PostgreSQL is down")
+            assert redis.lines("LRANGE", "surge:queue", 0, -1) == [during]
         finally:
             postgres.start()
-        assert poll_job(port, during, statuses=("succeeded", "dead"), timeout=90)["status"] == "succeeded"
+        job = poll_job(port, during, statuses=("succeeded", "dead"), timeout=90)
+        assert job["status"] == "succeeded" and job["attempts"] == 1, job
     finally:
         codes = {p.name: p.stop() for p in procs}
     for p in procs:

@@ -8,15 +8,21 @@ from .resp import RedisError
 # KEYS[1] dead list, KEYS[2] queue; ARGV[1] how many at most (0: all),
 # ARGV[2] the key prefix. A dead id whose hash has expired (a finished job's
 # hash lives SURGE_RESULT_TTL_SECONDS) cannot run again: it is put back on the
-# dead list where it was and counted. Returns {moved, expired}.
+# dead list where it was and counted. An id is queued once, even if an older
+# worker left it on the dead list twice. Only commands of the ACL user
+# `worker` (which runs this on a cluster). Returns {moved, expired}.
 REQUEUE_DEAD_LUA = """
 local limit = tonumber(ARGV[1])
-local moved, kept = 0, {}
+local moved, kept, seen = 0, {}, {}
 while limit == 0 or moved < limit do
-  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  local id = redis.call('RPOP', KEYS[1])
   if not id then break end
+  redis.call('LPUSH', KEYS[2], id)
   local job = ARGV[2] .. 'job:' .. id
-  if redis.call('HEXISTS', job, 'type') == 1 then
+  if seen[id] then
+    redis.call('LREM', KEYS[2], 1, id)  -- a second copy: the id just pushed goes
+  elseif redis.call('HEXISTS', job, 'type') == 1 then
+    seen[id] = true
     -- The same fields in a new hash, which has no expiry: PERSIST is not
     -- among the commands of the ACL user `worker` that runs this on a cluster.
     local fields = redis.call('HGETALL', job)
@@ -48,31 +54,39 @@ def no_permission(reply):
     return isinstance(reply, RedisError) and str(reply).startswith("NOPERM")
 
 
+def registered_workers(r, prefix="surge:"):
+    """Names in the worker registry (surge:workers: every worker that beats,
+    and one that stopped until another has recovered its list). ZRANGEBYSCORE:
+    the ACL user `worker` may not run ZRANGE."""
+    return r.call("ZRANGEBYSCORE", prefix + "workers", "-inf", "+inf") or []
+
+
 def snapshot(r, prefix="surge:"):
-    """Sizes of surge's keys and the live workers (heartbeat keys). Uses
-    only commands the ACL user `worker` may run, plus GET of the heartbeats
-    where allowed: without it (the cluster's worker user) the workers are
-    counted but their jobs in hand and concurrency are None."""
-    hb_keys = r.scan_keys(prefix + "worker:*")
-    proc_keys = r.scan_keys(prefix + "processing:*")
+    """Sizes of surge's keys and the live workers (registered, heartbeat set).
+    Uses only commands the ACL user `worker` may run, plus GET of the
+    heartbeats where allowed: without it (the cluster's worker user) the
+    workers are counted but their jobs in hand and concurrency are None."""
+    names = registered_workers(r, prefix)
     cmds = [("LLEN", prefix + "queue"), ("ZCARD", prefix + "retry"), ("LLEN", prefix + "dead")]
-    cmds += [("LLEN", k) for k in proc_keys] + [("GET", k) for k in hb_keys]
+    cmds += [("LLEN", prefix + "processing:" + n) for n in names]
+    cmds += [("GET", prefix + "worker:" + n) for n in names]
     replies = r.pipeline(cmds)
-    beats = replies[3 + len(proc_keys):]
+    beats = replies[3 + len(names):]
     readable = not any(no_permission(x) for x in beats)
     if not readable:
-        replies = replies[:3 + len(proc_keys)] + r.pipeline([("EXISTS", k) for k in hb_keys])
+        replies = replies[:3 + len(names)] + r.pipeline(
+            [("EXISTS", prefix + "worker:" + n) for n in names])
     for x in replies:
         if isinstance(x, RedisError):
             raise x
     queue, retry, dead = replies[:3]
-    lens = replies[3:3 + len(proc_keys)]
-    beats = replies[3 + len(proc_keys):]
+    lens = replies[3:3 + len(names)]
+    beats = replies[3 + len(names):]
     workers = {}
-    for k, v in zip(hb_keys, beats):
-        if not v:  # expired between SCAN and GET (None) or EXISTS (0)
+    for name, v in zip(names, beats):
+        if not v:  # stopped beating (None, or EXISTS 0): its list waits for recovery
             continue
-        workers[k[len(prefix + "worker:"):]] = heartbeat_info(v) if readable else {}
+        workers[name] = heartbeat_info(v) if readable else {}
     return {
         "queue": queue,
         "retry": retry,
@@ -101,9 +115,9 @@ def where_is(r, job_id, prefix="surge:"):
         places.append(f"{prefix}retry, due at {float(due[job_id]) / 1000:.3f} (unix time)")
     if job_id in r.call("LRANGE", prefix + "dead", 0, -1):
         places.append(f"{prefix}dead")
-    for k in r.scan_keys(prefix + "processing:*"):
+    for worker in registered_workers(r, prefix):
+        k = prefix + "processing:" + worker
         if job_id in r.call("LRANGE", k, 0, -1):
-            worker = k[len(prefix + "processing:"):]
             alive = r.call("EXISTS", prefix + "worker:" + worker) == 1
             places.append(f"{k} (worker {worker} is {'alive' if alive else 'NOT beating: its list will be recovered'})")
     return places
