@@ -10,6 +10,7 @@ import policy as P
 from conftest import IMAGE_VERSION, ROOT, TARGETS, find, one, render, render_text
 
 OURS = {"surge", "surge-data"}
+CLUSTER_SCOPED = {"Namespace", "PriorityClass"}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -20,8 +21,10 @@ def test_renders_without_duplicates_into_our_namespaces(rendered, target):
             for o in objs]
     assert len(keys) == len(set(keys)), "duplicate objects"
     for o in objs:
-        if o["kind"] != "Namespace":
+        if o["kind"] not in CLUSTER_SCOPED:
             assert o["metadata"].get("namespace") in OURS, f"{P.ref(o)} is outside surge/surge-data"
+        else:
+            assert "namespace" not in o["metadata"], f"{P.ref(o)} is cluster-scoped"
     assert {o["metadata"]["name"] for o in find(objs, "Namespace")} == OURS
 
 
@@ -116,6 +119,18 @@ def test_every_workload_has_its_own_tokenless_service_account(rendered):
         assert spec.get("automountServiceAccountToken") is False
         used.append(key)
     assert len(used) == len(set(used)) == len(sas)
+
+
+def test_data_stores_and_api_are_scheduled_before_the_workers(rendered):
+    """When the nodes are full of workers the HPA asked for, a re-created
+    Redis, PostgreSQL or api pod takes the room back (priorityclass.yaml)."""
+    for target in TARGETS:
+        objs = rendered[target]
+        (pc,) = find(objs, "PriorityClass")
+        assert pc["value"] > 0 and pc["preemptionPolicy"] == "PreemptLowerPriority" and not pc.get("globalDefault")
+        classes = {w["metadata"]["name"]: P.pod_template(w)[1].get("priorityClassName") for w in P.workloads(objs)}
+        assert classes == {"redis": pc["metadata"]["name"], "postgres": pc["metadata"]["name"],
+                           "surge-api": pc["metadata"]["name"], "surge-worker": None}, classes
 
 
 def test_pdbs(rendered):
