@@ -202,6 +202,10 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     if rejected:
         emit(f"burst: {len(rejected)} job(s) refused, first: {rejected[0]}")
     accepted = len(tracker.order)
+    # The ids are in the report folder from now on, for whoever wants to
+    # follow the jobs while the burst runs; rewritten with their states at the end.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_jobs_csv(out_dir / "jobs.csv", tracker.rows())
 
     next_at = time.monotonic()
     drained_at = None
@@ -255,7 +259,6 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
     final["queued"] = counts.get("queued", 0) + counts.get("retrying", 0)
     final["running"] = counts.get("running", 0)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     report.write_csv(out_dir / "timeline.csv", samples)
     report.write_jobs_csv(out_dir / "jobs.csv", tracker.rows())
     # The chart and the figures come from the CSV as written, so that
