@@ -60,6 +60,9 @@ help:
 	@echo "make tsan       the same with ThreadSanitizer under build/tsan"
 	@echo "make run        local Redis + PostgreSQL in .data/, the api and two workers"
 	@echo "make test       install what is missing, then every test (release and san)"
+	@echo "make cluster    build (once) and start a single-node Kubernetes here (root)"
+	@echo "make cluster-deploy / cluster-down   surge on it / stop it"
+	@echo "make test-cluster  the cluster, surge on it, the scaling demo with pods killed"
 	@echo "make clean      remove build/"
 
 $(OUT)/surge-api: $(API_OBJ) $(COMMON_OBJ)
