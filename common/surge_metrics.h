@@ -14,7 +14,7 @@ struct surge_metrics {
     struct metric *http_requests;       /* {route,code} */
     struct metric *http_duration;       /* {route} */
     struct metric *dependency_up;       /* {dependency} */
-    struct metric *queue_depth;         /* ids waiting in the queue */
+    struct metric *queue_depth;         /* {type} ids waiting in the queue of each type */
     struct metric *retry_depth;         /* ids waiting for their backoff */
     struct metric *dead_depth;          /* ids on the dead list */
     struct metric *jobs_enqueued;       /* api: {type} */
@@ -42,7 +42,8 @@ void surge_metrics_stale(const char *type, const char *action);
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx);
 /* http_conn_event_fn of the api's servers: open, refused and lost connections. */
 void surge_metrics_conn_event(const char *server, enum http_conn_event ev, int err, size_t open);
-/* Reads the queue, retry and dead sizes from Redis every second. */
+/* Reads the size of each type's queue, the retry set and the dead list from
+ * Redis every second. */
 void surge_metrics_watch_queue(uv_loop_t *loop, struct rc *redis);
 void surge_metrics_stop(void);
 

@@ -80,6 +80,10 @@ def test_every_documented_metric_is_exported(surge):
             for n, l in samples:
                 assert set(l) - {"le"} == labels, f"{w} {n} labels {sorted(l)}, documented {sorted(labels)}"
     for w in ("api", "worker"):
+        samples = promtext.parse(texts[w])
+        types = {l["type"] for n, l, _ in samples if n == "surge_queue_depth"}
+        assert types == {"read", "burn"}, f"{w}: surge_queue_depth of {sorted(types)}"
+    for w in ("api", "worker"):
         fams = promtext.families(texts[w])
         for p in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                   "process_start_time_seconds"):
