@@ -35,36 +35,39 @@ void surge_metrics_init(enum surge_role role)
         const char *v[] = {job_type_name((enum job_type)t)};
         metrics_set(sm.queue_depth, v, 0);
     }
+    /* The connections of each HTTP server: the api's public port and both
+     * binaries' admin ports. */
+    sm.http_connections = metrics_gauge("surge_http_connections",
+                                        "Connections open now, by server (api, admin).", "server");
+    sm.http_refused = metrics_counter(
+        "surge_http_connections_refused_total",
+        "Connections closed at once because the server had its maximum open "
+        "(SURGE_MAX_CONNECTIONS for the api).",
+        "server");
+    sm.http_accept_errors = metrics_counter(
+        "surge_http_accept_errors_total",
+        "Connections lost because accepting them failed, by error (emfile: the process is "
+        "out of descriptors; enfile: the system is).",
+        "server,error");
+    static const char *const api_servers[] = {"api", "admin"}, *const worker_servers[] = {"admin"};
+    const char *const *servers = role == SURGE_ROLE_API ? api_servers : worker_servers;
+    size_t n_servers = role == SURGE_ROLE_API ? ARRAY_LEN(api_servers) : ARRAY_LEN(worker_servers);
+    static const char *const errors[] = {"emfile", "enfile"};
+    for (size_t i = 0; i < n_servers; i++) {
+        const char *v[] = {servers[i]};
+        metrics_set(sm.http_connections, v, 0);
+        metrics_add(sm.http_refused, v, 0);
+        for (size_t e = 0; e < ARRAY_LEN(errors); e++) {
+            const char *ve[] = {servers[i], errors[e]};
+            metrics_add(sm.http_accept_errors, ve, 0);
+        }
+    }
     if (role == SURGE_ROLE_API) {
         sm.jobs_enqueued = metrics_counter("surge_jobs_enqueued_total",
                                            "Jobs accepted with 202 and queued, by type.", "type");
         for (int t = 0; t < JOB_TYPE_COUNT; t++) {
             const char *v[] = {job_type_name((enum job_type)t)};
             metrics_add(sm.jobs_enqueued, v, 0);
-        }
-        sm.http_connections = metrics_gauge("surge_http_connections",
-                                            "Connections open now, by server (api, admin).",
-                                            "server");
-        sm.http_refused = metrics_counter(
-            "surge_http_connections_refused_total",
-            "Connections closed at once because the server had its maximum open "
-            "(SURGE_MAX_CONNECTIONS for the api).",
-            "server");
-        sm.http_accept_errors = metrics_counter(
-            "surge_http_accept_errors_total",
-            "Connections lost because accepting them failed, by error (emfile: the process is "
-            "out of descriptors; enfile: the system is).",
-            "server,error");
-        static const char *const servers[] = {"api", "admin"};
-        static const char *const errors[] = {"emfile", "enfile"};
-        for (size_t i = 0; i < ARRAY_LEN(servers); i++) {
-            const char *v[] = {servers[i]};
-            metrics_set(sm.http_connections, v, 0);
-            metrics_add(sm.http_refused, v, 0);
-            for (size_t e = 0; e < ARRAY_LEN(errors); e++) {
-                const char *ve[] = {servers[i], errors[e]};
-                metrics_add(sm.http_accept_errors, ve, 0);
-            }
         }
         return;
     }

@@ -18,9 +18,9 @@ struct surge_metrics {
     struct metric *retry_depth;         /* ids waiting for their backoff */
     struct metric *dead_depth;          /* ids on the dead list */
     struct metric *jobs_enqueued;       /* api: {type} */
-    struct metric *http_connections;    /* api: {server} open now */
-    struct metric *http_refused;        /* api: {server} closed at once at the limit */
-    struct metric *http_accept_errors;  /* api: {server,error} lost to accept errors */
+    struct metric *http_connections;    /* {server} open now */
+    struct metric *http_refused;        /* {server} closed at once at the limit */
+    struct metric *http_accept_errors;  /* {server,error} lost to accept errors */
     struct metric *jobs_finished;       /* worker: {type,outcome} */
     struct metric *job_duration;        /* worker: {type} */
     struct metric *job_wait;            /* worker: {type} */
@@ -40,7 +40,8 @@ void surge_metrics_init(enum surge_role role);
 void surge_metrics_stale(const char *type, const char *action);
 /* http_observe_fn for both servers: counts and times every answer. */
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx);
-/* http_conn_event_fn of the api's servers: open, refused and lost connections. */
+/* http_conn_event_fn of the HTTP servers (the api's public port, both admin
+ * ports): open, refused and lost connections. */
 void surge_metrics_conn_event(const char *server, enum http_conn_event ev, int err, size_t open);
 /* Reads the size of each type's queue, the retry set and the dead list from
  * Redis every second. */

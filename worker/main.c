@@ -191,6 +191,7 @@ int main(void)
         .health = w->health,
         .render_metrics = metrics_render,
         .observe = surge_metrics_observe_http,
+        .on_conn_event = surge_metrics_conn_event,
     };
     if (admin_start(&admin_server, w->loop, &ao) < 0) {
         log_error("start_failed", "cannot listen on the admin port; exiting");
