@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import promtext, report, stats
-from .api import ApiError, Http
+from .api import Http
 
 FINAL = ("succeeded", "failed", "dead")
 # A job whose status is `failed` with one of these errors is failed for good;
@@ -58,12 +58,9 @@ class JobTracker:
         self.seen[job_id] = (job_type, None, None)
 
     def _check(self, job_id):
-        try:
-            job = self.api.job(job_id)
-        except ApiError as e:
-            if e.status == 503:
-                return  # Redis is away or slow for a moment: look again next time
-            raise
+        # A 503 (Redis away or slow for a moment) raises Unavailable, a
+        # ConnectionError: the recorder skips that sample and looks again.
+        job = self.api.job(job_id)
         if job is None:
             self.state[job_id] = "missing"
             return
