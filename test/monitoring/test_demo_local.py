@@ -56,7 +56,10 @@ def test_local_recording(surge, redis, tmp_path):
     q = [r["queue"] for r in rows]
     assert q[0] == 0, "the first sample is taken before the burst"
     peak = q.index(max(q))
-    assert max(q) >= 10, q
+    # 12 burns for 2 workers x 2 burn slots: 8 wait until the first ones end
+    # (2 s) or the third worker joins; the reads, on their own queue, are
+    # taken at once and need not show at all.
+    assert max(q) >= 6, q
     assert q[-1] == 0 and all(x == 0 for x in q[-3:]), q
     assert rows[0]["replicas"] == 2 and rows[-1]["replicas"] == 3
     assert [r["replicas"] for r in rows] == sorted(r["replicas"] for r in rows)
