@@ -13,9 +13,9 @@
 
 #define RETRY_AFTER "Retry-After: 1\r\n"
 
-/* Stores the job hash and queues its id in one atomic step: a job is either
- * fully accepted or not at all. KEYS: job hash, queue. ARGV: type, params,
- * created_at, id. */
+/* Stores the job hash and queues its id on the queue of its type in one
+ * atomic step: a job is either fully accepted or not at all. KEYS: job hash,
+ * the type's queue. ARGV: type, params, created_at, id. */
 #define ENQUEUE_LUA                                                                              \
     "redis.call('HSET', KEYS[1], 'type', ARGV[1], 'params', ARGV[2], 'status', 'queued', "      \
     "'attempts', '0', 'created_at', ARGV[3]) "                                                   \
@@ -27,7 +27,7 @@ static const char enqueue_script[] = ENQUEUE_LUA "return 1";
  * the key's string holds the id of the job it created and a hash of that job
  * (type and params as read, so spacing and key order do not matter); a
  * request with the key again gets that id back ('replay') if it asks for the
- * same job, or 'conflict'. KEYS: job hash, queue, idempotency key. ARGV:
+ * same job, or 'conflict'. KEYS: job hash, the type's queue, idempotency key. ARGV:
  * type, params, created_at, id, seconds the key lives. */
 static const char enqueue_idem_script[] =
     "local fp = redis.sha1hex(ARGV[1] .. ' ' .. ARGV[2]) "
@@ -144,12 +144,13 @@ static void create_job(struct api_ctx *api, struct http_request *req, enum job_t
     key_job(&key, p->id);
     if (!p->idempotent) {
         rc_command(api->redis, on_enqueued, p, "EVAL %s 2 %s %s %s %s %s %s", enqueue_script,
-                   key.data, key_queue(), job_type_name(jr.type), jr.params_json, created, p->id);
+                   key.data, key_queue(jr.type), job_type_name(jr.type), jr.params_json, created,
+                   p->id);
     } else {
         struct buf idem_key = {0};
         idem_redis_key(&idem_key, idem);
         rc_command(api->redis, on_enqueued, p, "EVAL %s 3 %s %s %s %s %s %s %s %d",
-                   enqueue_idem_script, key.data, key_queue(), idem_key.data,
+                   enqueue_idem_script, key.data, key_queue(jr.type), idem_key.data,
                    job_type_name(jr.type), jr.params_json, created, p->id,
                    api->cfg->result_ttl_seconds);
         buf_free(&idem_key);

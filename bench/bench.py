@@ -10,6 +10,7 @@ server it started is stopped and its folder removed.
 """
 
 import argparse
+import calendar
 import json
 import os
 import random
@@ -36,9 +37,17 @@ KEY_PREFIX = "surge:"
 CONNECTIONS = 64          # wrk and redis-benchmark
 PG_CONNECTIONS = 8        # pgbench clients = 2 workers x 4
 WORKERS = 2
-WORKER_CONCURRENCY = 4
+READ_CONCURRENCY = 4      # reads at once per worker: its PostgreSQL connections
+BURN_CONCURRENCY = 1      # burns at once per worker
+WORKER_ENV = {"SURGE_WORKER_READ_CONCURRENCY": READ_CONCURRENCY,
+              "SURGE_WORKER_BURN_CONCURRENCY": BURN_CONCURRENCY}
 KEEPALIVE_CONNECTIONS = 1000
 BURN_SECONDS = 3
+
+
+def queue_key(job_type):
+    """The queue of a job type, as common/job.c names it."""
+    return f"{KEY_PREFIX}queue:{job_type}"
 
 TARGETS = {
     "post_vs_healthz": (">=", 0.60),
@@ -196,6 +205,11 @@ return n
 """
 
 
+def iso_seconds(text):
+    """Seconds since the epoch of the api's timestamps (2026-11-25T19:42:03.123Z)."""
+    return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + int(text[20:23]) / 1000
+
+
 def iso_now():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
@@ -249,10 +263,10 @@ class Bench:
 
     def start_workers(self):
         for i in range(WORKERS):
-            say(f"starting surge-worker {i + 1} (concurrency {WORKER_CONCURRENCY})")
+            say(f"starting surge-worker {i + 1} (read concurrency {READ_CONCURRENCY}, "
+                f"burn concurrency {BURN_CONCURRENCY})")
             w = SurgeProcess(f"surge-worker#{i + 1}", self.args.bin_dir,
-                             self.surge_env(SURGE_WORKER_CONCURRENCY=WORKER_CONCURRENCY,
-                                            SURGE_RESULT_TTL_SECONDS=3600),
+                             self.surge_env(**WORKER_ENV, SURGE_RESULT_TTL_SECONDS=3600),
                              self.work, self.cleanup).start()
             self.workers.append(w)
         for w in self.workers:
@@ -293,7 +307,7 @@ class Bench:
             say(f"{tag} GET /healthz  wrk -t2 -c{CONNECTIONS} -d{d}s: {v:,.0f} req/s (mean latency {lat})")
             v, lat = self.measure("post", lambda: wrk(api_url, d, post_lua))
             post.append(v)
-            queued = self.redis.cmd("LLEN", KEY_PREFIX + "queue")
+            queued = self.redis.cmd("LLEN", queue_key("read"))
             say(f"{tag} POST /jobs    wrk -t2 -c{CONNECTIONS} -d{d}s: {v:,.0f} req/s (mean latency {lat}; {queued} jobs queued)")
             self.flush()
             n = max(20000, min(2000000, int(lpush_rate * d)))
@@ -344,7 +358,7 @@ class Bench:
     def fill(self, n):
         self.fill_round += 1
         prefix = f"0BENCH{self.fill_round:010d}"
-        self.redis.cmd("EVAL", FILL_SCRIPT, 1, KEY_PREFIX + "queue", KEY_PREFIX, prefix, n,
+        self.redis.cmd("EVAL", FILL_SCRIPT, 1, queue_key("read"), KEY_PREFIX, prefix, n,
                        iso_now(), self.fill_round * 37)
 
     def finished(self):
@@ -380,7 +394,7 @@ class Bench:
                 w.check_alive()
             if now > deadline:
                 raise BenchError(f"only {ok - ok0} of {n} read jobs finished in {now - t0:.0f} s")
-        left = self.redis.cmd("LLEN", KEY_PREFIX + "queue")
+        left = self.redis.cmd("LLEN", queue_key("read"))
         if left:
             raise BenchError(f"{left} ids still queued after the drain")
         return n / (now - t0)
@@ -401,13 +415,58 @@ class Bench:
             rate = v
             reads.append(v)
             rss.append(max(samples))
-            say(f"{tag} {n} read jobs drained by {WORKERS} workers x {WORKER_CONCURRENCY}: "
+            say(f"{tag} {n} read jobs drained by {WORKERS} workers x {READ_CONCURRENCY}: "
                 f"{v:,.0f} jobs/s (worker VmRSS up to {max(samples):.1f} MiB)")
         self.results["pgbench_tps"] = summary(pgb)
         self.results["read_jobs_per_s"] = summary(reads)
         self.results["read_vs_pgbench"] = summary([a / b for a, b in zip(reads, pgb)])
         # Per run: the largest RSS a worker reached while draining.
         self.results["rss_worker_mib"] = summary(rss)
+
+    # ---- read jobs while a burn runs: both queues in use
+
+    def job_state(self, job_id):
+        s, b = http_call(self.api.http_port, "GET", f"/jobs/{job_id}")
+        if s != 200:
+            raise BenchError(f"GET /jobs/{job_id} answered {s}: {b}")
+        return json.loads(b)
+
+    def step_read_burning(self):
+        """The read drain again, while a burn job posted through the api (so
+        it goes through the burn queue) holds one worker's burn slot and one
+        of the two cores: both queues and both kinds of work in use at once.
+        The burn must run from before the drain to after it."""
+        d = self.args.duration
+        rate = 0.5 * (self.results.get("read_jobs_per_s") or {}).get("median", 2000)
+        burn_s = 3 * d
+        reads = []
+        for r in range(self.args.runs):
+            tag = f"[{r + 1}/{self.args.runs}]"
+            status, body = http_call(self.api.http_port, "POST", "/jobs/burn",
+                                     json.dumps({"seconds": burn_s}))
+            if status != 202:
+                raise BenchError(f"POST /jobs/burn answered {status}: {body}")
+            burn = json.loads(body)["id"]
+            wait_until(lambda: self.job_state(burn)["status"] == "running", 30,
+                       f"burn job {burn} to run", interval=0.05)
+            n = max(1000, min(500000, int(rate * d)))
+            t0 = time.time()
+            v = self.measure("read+burn", lambda: self.drain(n))
+            t1 = time.time()
+            job = self.job_state(burn)
+            if job["status"] != "running" or iso_seconds(job["started_at"]) > t0:
+                raise BenchError(f"{tag} the burn did not run from the start of the drain to its "
+                                 f"end ({t1 - t0:.1f} s): {job}")
+            rate = v
+            reads.append(v)
+            say(f"{tag} {n} read jobs drained by {WORKERS} workers x {READ_CONCURRENCY} in "
+                f"{t1 - t0:.1f} s while a burn of {burn_s} s ran: {v:,.0f} jobs/s")
+            wait_until(lambda: self.job_state(burn)["status"] == "succeeded",
+                       burn_s * 3 + 60, f"burn job {burn} to finish", interval=0.2)
+        self.results["read_burning_jobs_per_s"] = summary(reads)
+        pgb = (self.results.get("pgbench_tps") or {}).get("median")
+        if pgb:
+            self.results["read_burning_vs_pgbench"] = summary([v / pgb for v in reads])
 
     # ---- end-to-end latency of read jobs at half the drain rate
 
@@ -655,6 +714,9 @@ def rows(res):
     out.append(("read jobs/s (2 workers x 4 PG conn)", rng(res.get("read_jobs_per_s")),
                 "pgbench " + rng(res.get("pgbench_tps")),
                 rng(res.get("read_vs_pgbench"), pct=True), ">= 70%", mark("read_vs_pgbench")))
+    out.append(("read jobs/s while a burn runs (1 core)", rng(res.get("read_burning_jobs_per_s")),
+                "pgbench " + rng(res.get("pgbench_tps")),
+                rng(res.get("read_burning_vs_pgbench"), pct=True), "printed", "-"))
     b = res.get("burn_cpu_ratio")
     out.append(("burn: CPU s used / s asked", rng(b), "1.0", rng(b),
                 "0.97–1.02", mark("burn_cpu_ratio")))
@@ -711,14 +773,14 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds of each load run")
     ap.add_argument("--image", default=os.environ.get("SURGE_BENCH_IMAGE", ""))
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
-    ap.add_argument("--only", default="http,rss,read,e2e,burn",
-                    help="steps to run, of http,rss,read,e2e,burn (all by default)")
+    ap.add_argument("--only", default="http,rss,read,readburn,e2e,burn",
+                    help="steps to run, of http,rss,read,readburn,e2e,burn (all by default)")
     ap.add_argument("--e2e-rate", type=float, default=0,
                     help="jobs/s of the latency run (default: half the read jobs/s measured)")
     args = ap.parse_args()
     if args.runs < 3:
         ap.error("--runs must be at least 3 (each figure is a median with its min and max)")
-    unknown = set(args.only.split(",")) - {"http", "rss", "read", "e2e", "burn"}
+    unknown = set(args.only.split(",")) - {"http", "rss", "read", "readburn", "e2e", "burn"}
     if unknown:
         ap.error(f"--only: unknown step(s) {', '.join(sorted(unknown))}")
     if not 1 <= args.duration <= 60:
@@ -759,10 +821,12 @@ def main():
             step("http", bench.step_http)
         if "rss" in steps:
             step("rss", bench.step_rss_api)
-        if steps & {"read", "e2e", "burn"}:
+        if steps & {"read", "readburn", "e2e", "burn"}:
             bench.start_workers()
         if "read" in steps:
             step("read", bench.step_read)
+        if "readburn" in steps:
+            step("readburn", bench.step_read_burning)
         if "e2e" in steps:
             step("e2e", bench.step_e2e)
         if "burn" in steps:
@@ -790,7 +854,7 @@ def main():
         "machine": info,
         "settings": {"runs": args.runs, "duration_s": args.duration, "connections": CONNECTIONS,
                      "pg_connections": PG_CONNECTIONS, "workers": WORKERS,
-                     "worker_concurrency": WORKER_CONCURRENCY,
+                     "read_concurrency": READ_CONCURRENCY, "burn_concurrency": BURN_CONCURRENCY,
                      "keepalive_connections": KEEPALIVE_CONNECTIONS, "burn_seconds": BURN_SECONDS},
         "results": res,
         "targets": {k: {"op": op, "value": t} for k, (op, t) in TARGETS.items()},

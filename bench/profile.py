@@ -208,7 +208,7 @@ def main():
                 x.stop()
             bench.workers = []
             cg = out / "worker-read.callgrind.out"
-            env = bench.surge_env(SURGE_WORKER_CONCURRENCY=B.WORKER_CONCURRENCY)
+            env = bench.surge_env(**B.WORKER_ENV)
             vw = SurgeProcess("surge-worker#callgrind", args.bin_dir, env, bench.work, cleanup)
             vw.start(wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"])
             vw.wait_ready(120)

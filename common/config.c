@@ -9,11 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_STRING, K_INT, K_LOG_LEVEL, K_LOG_FORMAT, K_REDIS_URL, K_PREFIX };
+/* K_RETIRED: a variable no version reads any more; set at all, it stops the
+ * program, so that a configuration written for an older version is not
+ * silently taken to mean something it no longer does. fallback holds what to
+ * set instead. */
+enum kind { K_STRING, K_INT, K_LOG_LEVEL, K_LOG_FORMAT, K_REDIS_URL, K_PREFIX, K_RETIRED };
 
 struct setting {
     const char *name;
-    const char *fallback;
+    const char *fallback; /* the default; for K_RETIRED, what replaces it */
     enum kind kind;
     long min, max;
     size_t offset;
@@ -34,7 +38,16 @@ static const struct setting settings[] = {
     {"SURGE_BIND_ADDRESS", "0.0.0.0", K_STRING, 0, 0, F(bind_address)},
     {"SURGE_HTTP_PORT", "8080", K_INT, 1, 65535, F(http_port)},
     {"SURGE_ADMIN_PORT", "9090", K_INT, 1, 65535, F(admin_port)},
-    {"SURGE_WORKER_CONCURRENCY", "4", K_INT, 1, 256, F(worker_concurrency)},
+    /* Burns are CPU work on threads of their own: one is one core's worth,
+     * the figure the autoscaling arithmetic assumes (docs/kubernetes.md). */
+    {"SURGE_WORKER_BURN_CONCURRENCY", "1", K_INT, 1, 256, F(burn_concurrency)},
+    /* Reads are I/O on the PostgreSQL pool: one connection each. */
+    {"SURGE_WORKER_READ_CONCURRENCY", "4", K_INT, 1, 256, F(read_concurrency)},
+    {"SURGE_WORKER_CONCURRENCY",
+     "is no longer read: a worker runs up to SURGE_WORKER_BURN_CONCURRENCY burns (default 1) "
+     "and SURGE_WORKER_READ_CONCURRENCY reads (default 4, its PostgreSQL connections) at once; "
+     "set those and remove this one",
+     K_RETIRED, 0, 0, 0},
     {"SURGE_BURN_DEFAULT_SECONDS", "180", K_INT, 1, 86400, F(burn_default_seconds)},
     {"SURGE_BURN_MAX_SECONDS", "600", K_INT, 1, 86400, F(burn_max_seconds)},
     {"SURGE_MAX_ATTEMPTS", "5", K_INT, 1, 100, F(max_attempts)},
@@ -136,6 +149,8 @@ static const char *check_one(struct cfg *cfg, const struct setting *s, const cha
             return NULL;
         }
         return "must be json or text";
+    case K_RETIRED:
+        return s->fallback;
     case K_REDIS_URL:
         *(char **)field = xstrdup(value);
         if (parse_redis_url(cfg, value))
@@ -157,6 +172,8 @@ int cfg_load(struct cfg *cfg, const char *(*getenv_fn)(const char *), char *err_
     for (size_t i = 0; i < ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         const char *v = getenv_fn(s->name);
+        if (s->kind == K_RETIRED && !v)
+            continue;
         const char *value = v ? v : s->fallback;
         const char *why = check_one(cfg, s, value);
         if (!why)

@@ -20,7 +20,8 @@ struct cfg {
     char *bind_address;
     int http_port;
     int admin_port;
-    int worker_concurrency;
+    int burn_concurrency; /* worker: burns at once */
+    int read_concurrency; /* worker: reads at once, and its PostgreSQL connections */
     int burn_default_seconds;
     int burn_max_seconds;
     int max_attempts;

@@ -3,12 +3,15 @@
 #include "json_reader.h"
 #include "util.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
-static const char *const type_names[JOB_TYPE_COUNT] = {"read", "burn"};
+#define JOB_TYPE_NAME(e, name) [e] = name,
+static const char *const type_names[JOB_TYPE_COUNT] = {JOB_TYPES(JOB_TYPE_NAME)};
+#undef JOB_TYPE_NAME
 static const char *const status_names[JOB_STATUS_COUNT] = {"queued", "running", "succeeded",
                                                           "failed", "dead"};
 
@@ -213,19 +216,26 @@ int job_parse_params(enum job_type type, const char *json, size_t len, int burn_
 /* ---- key names ---- */
 
 static char prefix[72] = "surge:";
-static char queue_key[96] = "surge:queue", retry_key[96] = "surge:retry", dead_key[96] = "surge:dead";
+static char queue_prefix[96] = "surge:queue:", shared_queue_key[96] = "surge:queue";
+static char retry_key[96] = "surge:retry", dead_key[96] = "surge:dead";
 static char workers_key[96] = "surge:workers", job_prefix[96] = "surge:job:";
+#define DEFAULT_QUEUE_KEY(e, name) [e] = "surge:queue:" name,
+static char queue_keys[JOB_TYPE_COUNT][128] = {JOB_TYPES(DEFAULT_QUEUE_KEY)};
+#undef DEFAULT_QUEUE_KEY
 
 void keys_set_prefix(const char *p)
 {
     char copy[sizeof prefix];
     snprintf(copy, sizeof copy, "%s", p); /* p may be our own buffer */
     memcpy(prefix, copy, sizeof prefix);
-    snprintf(queue_key, sizeof queue_key, "%squeue", prefix);
+    snprintf(queue_prefix, sizeof queue_prefix, "%squeue:", prefix);
+    snprintf(shared_queue_key, sizeof shared_queue_key, "%squeue", prefix);
     snprintf(retry_key, sizeof retry_key, "%sretry", prefix);
     snprintf(dead_key, sizeof dead_key, "%sdead", prefix);
     snprintf(workers_key, sizeof workers_key, "%sworkers", prefix);
     snprintf(job_prefix, sizeof job_prefix, "%sjob:", prefix);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++)
+        snprintf(queue_keys[t], sizeof queue_keys[t], "%s%s", queue_prefix, type_names[t]);
 }
 
 const char *keys_prefix(void)
@@ -233,9 +243,20 @@ const char *keys_prefix(void)
     return prefix;
 }
 
-const char *key_queue(void)
+const char *key_queue(enum job_type t)
 {
-    return queue_key;
+    assert(t >= 0 && t < JOB_TYPE_COUNT);
+    return queue_keys[t];
+}
+
+const char *key_queue_prefix(void)
+{
+    return queue_prefix;
+}
+
+const char *key_shared_queue(void)
+{
+    return shared_queue_key;
 }
 
 const char *key_retry(void)

@@ -8,7 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum job_type { JOB_READ, JOB_BURN, JOB_TYPE_COUNT, JOB_TYPE_UNKNOWN = -1 };
+/* Every job type: its enum name and its name in the API, the job hash and
+ * the name of its queue. X(enum, "name") once per type; the first is also the
+ * queue of an id whose job has no type a binary knows (worker/scripts.c). */
+#define JOB_TYPES(X) X(JOB_READ, "read") X(JOB_BURN, "burn")
+
+#define JOB_TYPE_ENUM(e, name) e,
+enum job_type { JOB_TYPES(JOB_TYPE_ENUM) JOB_TYPE_COUNT, JOB_TYPE_UNKNOWN = -1 };
+#undef JOB_TYPE_ENUM
 
 enum job_status {
     JOB_QUEUED,
@@ -60,10 +67,19 @@ int job_parse_params(enum job_type type, const char *json, size_t len, int burn_
 /* Redis key names; set the prefix once at start. */
 void keys_set_prefix(const char *prefix);
 const char *keys_prefix(void);
-/* "surge:queue", "surge:retry", "surge:dead", "surge:workers" (the registry
- * of live workers) and "surge:job:", the start of every job hash's name, for
- * the scripts that name jobs themselves (static storage). */
-const char *key_queue(void);
+/* "surge:queue:{type}": the ids of one type waiting to run (static storage;
+ * t must be a type, not JOB_TYPE_UNKNOWN). */
+const char *key_queue(enum job_type t);
+/* "surge:queue:", the start of every queue's name, for the scripts that put
+ * an id back on the queue of its job's type themselves. */
+const char *key_queue_prefix(void);
+/* "surge:queue": the one queue of both types before each type had its own.
+ * The workers move what an older api or worker still puts there to the
+ * queue of each id's type (worker/upkeep.c). */
+const char *key_shared_queue(void);
+/* "surge:retry", "surge:dead", "surge:workers" (the registry of live workers)
+ * and "surge:job:", the start of every job hash's name, for the scripts that
+ * name jobs themselves (static storage). */
 const char *key_retry(void);
 const char *key_dead(void);
 const char *key_workers(void);

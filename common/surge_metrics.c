@@ -25,40 +25,49 @@ void surge_metrics_init(enum surge_role role)
     sm.dependency_up = metrics_gauge("surge_dependency_up",
                                      "1 if the last check of a dependency succeeded, else 0.",
                                      "dependency");
-    sm.queue_depth = metrics_gauge("surge_queue_depth", "Job ids waiting in the queue.", NULL);
+    sm.queue_depth = metrics_gauge("surge_queue_depth",
+                                   "Job ids waiting in the queue of each type (surge:queue:{type}).",
+                                   "type");
     sm.retry_depth =
         metrics_gauge("surge_retry_depth", "Job ids waiting for their retry backoff.", NULL);
     sm.dead_depth = metrics_gauge("surge_dead_depth", "Job ids on the dead list.", NULL);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++) {
+        const char *v[] = {job_type_name((enum job_type)t)};
+        metrics_set(sm.queue_depth, v, 0);
+    }
+    /* The connections of each HTTP server: the api's public port and both
+     * binaries' admin ports. */
+    sm.http_connections = metrics_gauge("surge_http_connections",
+                                        "Connections open now, by server (api, admin).", "server");
+    sm.http_refused = metrics_counter(
+        "surge_http_connections_refused_total",
+        "Connections closed at once because the server had its maximum open "
+        "(SURGE_MAX_CONNECTIONS for the api).",
+        "server");
+    sm.http_accept_errors = metrics_counter(
+        "surge_http_accept_errors_total",
+        "Connections lost because accepting them failed, by error (emfile: the process is "
+        "out of descriptors; enfile: the system is).",
+        "server,error");
+    static const char *const api_servers[] = {"api", "admin"}, *const worker_servers[] = {"admin"};
+    const char *const *servers = role == SURGE_ROLE_API ? api_servers : worker_servers;
+    size_t n_servers = role == SURGE_ROLE_API ? ARRAY_LEN(api_servers) : ARRAY_LEN(worker_servers);
+    static const char *const errors[] = {"emfile", "enfile"};
+    for (size_t i = 0; i < n_servers; i++) {
+        const char *v[] = {servers[i]};
+        metrics_set(sm.http_connections, v, 0);
+        metrics_add(sm.http_refused, v, 0);
+        for (size_t e = 0; e < ARRAY_LEN(errors); e++) {
+            const char *ve[] = {servers[i], errors[e]};
+            metrics_add(sm.http_accept_errors, ve, 0);
+        }
+    }
     if (role == SURGE_ROLE_API) {
         sm.jobs_enqueued = metrics_counter("surge_jobs_enqueued_total",
                                            "Jobs accepted with 202 and queued, by type.", "type");
         for (int t = 0; t < JOB_TYPE_COUNT; t++) {
             const char *v[] = {job_type_name((enum job_type)t)};
             metrics_add(sm.jobs_enqueued, v, 0);
-        }
-        sm.http_connections = metrics_gauge("surge_http_connections",
-                                            "Connections open now, by server (api, admin).",
-                                            "server");
-        sm.http_refused = metrics_counter(
-            "surge_http_connections_refused_total",
-            "Connections closed at once because the server had its maximum open "
-            "(SURGE_MAX_CONNECTIONS for the api).",
-            "server");
-        sm.http_accept_errors = metrics_counter(
-            "surge_http_accept_errors_total",
-            "Connections lost because accepting them failed, by error (emfile: the process is "
-            "out of descriptors; enfile: the system is).",
-            "server,error");
-        static const char *const servers[] = {"api", "admin"};
-        static const char *const errors[] = {"emfile", "enfile"};
-        for (size_t i = 0; i < ARRAY_LEN(servers); i++) {
-            const char *v[] = {servers[i]};
-            metrics_set(sm.http_connections, v, 0);
-            metrics_add(sm.http_refused, v, 0);
-            for (size_t e = 0; e < ARRAY_LEN(errors); e++) {
-                const char *ve[] = {servers[i], errors[e]};
-                metrics_add(sm.http_accept_errors, ve, 0);
-            }
         }
         return;
     }
@@ -148,29 +157,47 @@ void surge_metrics_conn_event(const char *server, enum http_conn_event ev, int e
     }
 }
 
-static const char sizes_script[] = "return {redis.call('LLEN', KEYS[1]), "
-                                   "redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3])}";
+/* KEYS: retry, dead, then the queue of each type. Returns their sizes in
+ * that order. */
+static const char sizes_script[] =
+    "local out = {redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2])}\n"
+    "for i = 3, #KEYS do out[#out + 1] = redis.call('LLEN', KEYS[i]) end\n"
+    "return out\n";
 
 static void on_sizes(redisReply *reply, const char *err, void *arg)
 {
     (void)err;
     (void)arg;
     poll_running = false;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 + JOB_TYPE_COUNT)
         return;
-    metrics_set(sm.queue_depth, NULL, (double)reply->element[0]->integer);
-    metrics_set(sm.retry_depth, NULL, (double)reply->element[1]->integer);
-    metrics_set(sm.dead_depth, NULL, (double)reply->element[2]->integer);
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return;
+    metrics_set(sm.retry_depth, NULL, (double)reply->element[0]->integer);
+    metrics_set(sm.dead_depth, NULL, (double)reply->element[1]->integer);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++) {
+        const char *v[] = {job_type_name((enum job_type)t)};
+        metrics_set(sm.queue_depth, v, (double)reply->element[2 + t]->integer);
+    }
 }
 
-static void poll_sizes(uv_timer_t *t)
+static void poll_sizes(uv_timer_t *timer)
 {
-    (void)t;
+    (void)timer;
     if (poll_running || !rc_is_up(poll_redis))
         return;
     poll_running = true;
-    rc_command(poll_redis, on_sizes, NULL, "EVAL %s 3 %s %s %s", sizes_script, key_queue(),
-               key_retry(), key_dead());
+    const char *argv[5 + JOB_TYPE_COUNT] = {"EVAL", sizes_script, NULL, key_retry(), key_dead()};
+    char nkeys[8];
+    snprintf(nkeys, sizeof nkeys, "%d", 2 + JOB_TYPE_COUNT);
+    argv[2] = nkeys;
+    for (int t = 0; t < JOB_TYPE_COUNT; t++)
+        argv[5 + t] = key_queue((enum job_type)t);
+    size_t lens[ARRAY_LEN(argv)];
+    for (size_t i = 0; i < ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    rc_command_argv(poll_redis, on_sizes, NULL, (int)ARRAY_LEN(argv), argv, lens);
 }
 
 void surge_metrics_watch_queue(uv_loop_t *loop, struct rc *redis)

@@ -14,13 +14,13 @@ struct surge_metrics {
     struct metric *http_requests;       /* {route,code} */
     struct metric *http_duration;       /* {route} */
     struct metric *dependency_up;       /* {dependency} */
-    struct metric *queue_depth;         /* ids waiting in the queue */
+    struct metric *queue_depth;         /* {type} ids waiting in the queue of each type */
     struct metric *retry_depth;         /* ids waiting for their backoff */
     struct metric *dead_depth;          /* ids on the dead list */
     struct metric *jobs_enqueued;       /* api: {type} */
-    struct metric *http_connections;    /* api: {server} open now */
-    struct metric *http_refused;        /* api: {server} closed at once at the limit */
-    struct metric *http_accept_errors;  /* api: {server,error} lost to accept errors */
+    struct metric *http_connections;    /* {server} open now */
+    struct metric *http_refused;        /* {server} closed at once at the limit */
+    struct metric *http_accept_errors;  /* {server,error} lost to accept errors */
     struct metric *jobs_finished;       /* worker: {type,outcome} */
     struct metric *job_duration;        /* worker: {type} */
     struct metric *job_wait;            /* worker: {type} */
@@ -40,9 +40,11 @@ void surge_metrics_init(enum surge_role role);
 void surge_metrics_stale(const char *type, const char *action);
 /* http_observe_fn for both servers: counts and times every answer. */
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx);
-/* http_conn_event_fn of the api's servers: open, refused and lost connections. */
+/* http_conn_event_fn of the HTTP servers (the api's public port, both admin
+ * ports): open, refused and lost connections. */
 void surge_metrics_conn_event(const char *server, enum http_conn_event ev, int err, size_t open);
-/* Reads the queue, retry and dead sizes from Redis every second. */
+/* Reads the size of each type's queue, the retry set and the dead list from
+ * Redis every second. */
 void surge_metrics_watch_queue(uv_loop_t *loop, struct rc *redis);
 void surge_metrics_stop(void);
 

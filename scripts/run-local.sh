@@ -253,8 +253,9 @@ surge is running. Logs: $DATA/logs/   Press Ctrl-C to stop everything.
   # a job's state (ID from the answers above)
   curl -s http://$HOST:$API_PORT/jobs/ID
 
-  # what Redis holds
-  redis-cli -h $HOST -p $REDIS_PORT LLEN surge:queue
+  # what Redis holds: the ids waiting on the queue of each type, a job
+  redis-cli -h $HOST -p $REDIS_PORT LLEN surge:queue:read
+  redis-cli -h $HOST -p $REDIS_PORT LLEN surge:queue:burn
   redis-cli -h $HOST -p $REDIS_PORT HGETALL surge:job:ID
 
   # readiness and metrics of the api and of each worker

@@ -106,6 +106,11 @@ void handler_run(struct job_run *run)
     }
 }
 
+bool handler_needs_postgres(enum job_type type)
+{
+    return type == JOB_READ;
+}
+
 void handler_cancel(struct job_run *run)
 {
     if (run->burn)

@@ -1,4 +1,6 @@
-/* surge-worker: takes job ids off the Redis queue and runs them.
+/* surge-worker: takes job ids off the Redis queue of each type and runs
+ * them: burns on threads, at most SURGE_WORKER_BURN_CONCURRENCY at once;
+ * reads on the PostgreSQL pool, at most SURGE_WORKER_READ_CONCURRENCY.
  * Modules: fetcher.c, runner.c, handlers.c (read, burn), upkeep.c,
  * pg_pool.c; admin port from common/admin.c. */
 #include "admin.h"
@@ -62,9 +64,9 @@ static void probe_postgres(struct health *h, int idx, void *arg)
 {
     struct worker *w = arg;
     if (pg_pool_ready(w->pg) == 0) {
-        /* Readiness says why no job is taken (fetcher.c). */
+        /* Readiness says why no read job is taken (fetcher.c). */
         char why[192];
-        snprintf(why, sizeof why, "taking no job: no connection open (last error: %s)",
+        snprintf(why, sizeof why, "taking no read job: no connection open (last error: %s)",
                  pg_pool_last_error(w->pg));
         health_report(h, idx, false, 0, why);
         return;
@@ -85,10 +87,9 @@ static void close_all(void)
     struct worker *w = &worker;
     upkeep_stop(w);
     surge_metrics_stop();
-    uv_close((uv_handle_t *)&w->fetch_backoff, NULL);
     uv_close((uv_handle_t *)&w->last_call, NULL);
     /* Connections first: their pending probes report to health before it closes. */
-    rc_close(w->fetch, NULL, NULL);
+    fetcher_close(w);
     rc_close(w->redis, NULL, NULL);
     pg_pool_close(w->pg, NULL, NULL);
     health_close(w->health, NULL, NULL);
@@ -108,7 +109,7 @@ static void on_goodbye(redisReply *reply, const char *err, void *arg)
 
 void worker_maybe_exit(struct worker *w)
 {
-    if (!w->stopping || w->in_flight > 0 || w->fetch_outstanding || w->exiting)
+    if (!w->stopping || w->in_flight > 0 || fetcher_outstanding(w) || w->exiting)
         return;
     w->exiting = true;
     log_info("drained", "no job left in hand");
@@ -133,7 +134,7 @@ static void on_stop(struct app *a)
     w->stopping = true;
     w->stop_started = util_mono_seconds();
     health_set_shutting_down(w->health);
-    uv_timer_stop(&w->fetch_backoff);
+    fetcher_stop(w);
     /* Burns slowed by a shared core may still run near the end of the grace
      * period: they are put back then, rather than left to be recovered. */
     double last = cfg_grace_ms(w) - 2000.0;
@@ -173,13 +174,11 @@ int main(void)
     surge_metrics_init(SURGE_ROLE_WORKER);
     w->redis = rc_create(w->loop, &ro);
     surge_metrics_watch_queue(w->loop, w->redis);
-    struct rc_opts fo = app_redis_opts(&app, "redis-fetch", NULL, NULL);
-    w->fetch = rc_create(w->loop, &fo);
-    w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->worker_concurrency, handler_statements,
+    fetcher_init(w, &app);
+    /* A read holds one connection while it runs: as many as reads at once. */
+    w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->read_concurrency, handler_statements,
                            handler_statement_count, cfg->job_timeout_seconds * 1000);
     pg_pool_on_ready(w->pg, on_postgres_state, w);
-    uv_timer_init(w->loop, &w->fetch_backoff);
-    w->fetch_backoff.data = w;
     uv_timer_init(w->loop, &w->last_call);
     w->last_call.data = w;
 
@@ -192,13 +191,15 @@ int main(void)
         .health = w->health,
         .render_metrics = metrics_render,
         .observe = surge_metrics_observe_http,
+        .on_conn_event = surge_metrics_conn_event,
     };
     if (admin_start(&admin_server, w->loop, &ao) < 0) {
         log_error("start_failed", "cannot listen on the admin port; exiting");
         return 1;
     }
     upkeep_start(w);
-    log_info("started", "surge-worker %s: concurrency %d, admin %s:%d", w->name,
-             cfg->worker_concurrency, cfg->bind_address, cfg->admin_port);
+    log_info("started", "surge-worker %s: burn concurrency %d, read concurrency %d, admin %s:%d",
+             w->name, cfg->burn_concurrency, cfg->read_concurrency, cfg->bind_address,
+             cfg->admin_port);
     return app_run(&app);
 }

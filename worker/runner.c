@@ -46,6 +46,7 @@ static void run_free(struct job_run *run)
     if (run->next)
         run->next->prev = run->prev;
     buf_free(&run->outcome_script_args);
+    w->fetchers[run->queue].running--;
     free(run);
     w->in_flight--;
     fetcher_kick(w);
@@ -225,17 +226,19 @@ void runner_fail(struct job_run *run, const char *code, const char *message, enu
     send_outcome(run);
 }
 
-static void requeue(struct job_run *run)
+/* Puts the job back at the head of the queue of its type, without counting
+ * the attempt (our own shutdown cut it short, or it came off another type's
+ * queue); why says which, in the log. */
+static void requeue(struct job_run *run, const char *why)
 {
     struct buf key = {0};
-    /* Our own shutdown cut it short: the script does not count that attempt. */
     outcome_begin(run, script_requeue, 3, &key, "requeue");
-    outcome_add(&run->outcome_script_args, key_queue());
+    outcome_add(&run->outcome_script_args, key_queue(run->type));
     outcome_add(&run->outcome_script_args, run->id);
     outcome_add(&run->outcome_script_args, run->lease);
     buf_free(&key);
-    log_info("job_requeued", "job %s (%s) goes back on the queue: this worker is stopping",
-             run->id, job_type_name(run->type));
+    log_info("job_requeued", "job %s (%s) goes back on %s: %s", run->id,
+             job_type_name(run->type), key_queue(run->type), why);
     send_outcome(run);
 }
 
@@ -309,6 +312,12 @@ static void on_started(redisReply *reply, const char *err, void *arg)
         runner_fail(run, "bad_params", params->len ? jerr.message : "no params", FAILURE_PERMANENT);
         return;
     }
+    if (run->type != run->queue) {
+        /* Put on another type's queue by hand: run, it would hold a slot of
+         * that type, and burns past their limit would share the cores. */
+        requeue(run, "it came off the queue of another type");
+        return;
+    }
     log_debug("job_started", "job %s (%s) attempt %d", run->id, job_type_name(run->type),
               run->attempts);
     const char *labels[] = {job_type_name(run->type)};
@@ -318,16 +327,18 @@ static void on_started(redisReply *reply, const char *err, void *arg)
     metrics_add(sm.jobs_in_progress, labels, 1);
     run->counted_in_progress = true;
     if (run->type == JOB_BURN && !burn_fits(run->w, run->params.seconds)) {
-        requeue(run);
+        requeue(run, "this worker is stopping");
         return;
     }
     handler_run(run);
 }
 
-void runner_begin(struct worker *w, const char *id, size_t len)
+void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len)
 {
     struct job_run *run = xcalloc(1, sizeof *run);
     run->w = w;
+    run->queue = queue;
+    w->fetchers[queue].running++;
     snprintf(run->id, sizeof run->id, "%.*s", (int)(len < JOB_ID_LEN ? len : JOB_ID_LEN), id);
     run->started = util_mono_seconds();
     run->type = JOB_TYPE_UNKNOWN;
@@ -389,5 +400,5 @@ void runner_drain(struct worker *w)
 
 void runner_requeue_cancelled(struct job_run *run)
 {
-    requeue(run);
+    requeue(run, "this worker is stopping");
 }

@@ -1,9 +1,11 @@
 /* scripts: Lua for atomic job state changes (see scripts.h). The key names
  * come from common/job.c as KEYS, or as the prefix "surge:job:" to which a
- * script appends an id it found in a list. Keep each command name in single
+ * script appends an id it found in a list, or "surge:queue:" to which it
+ * appends a job's type. Keep each command name in single
  * quotes right after redis.call(: test/k8s reads the commands from here to
  * check the Redis ACL (k8s/base/redis/users.acl.in). */
 #include "scripts.h"
+#include "job.h"
 
 /* The id goes to the head of the dead list, once, and the list keeps at most
  * max ids: the oldest fall off the end. */
@@ -14,21 +16,37 @@
     "  redis.call('LTRIM', dead, 0, tonumber(max) - 1)\n"                                          \
     "end\n"
 
-/* An id taken off a worker's processing list goes back on the queue when that
- * worker's take is the current one (the job runs under its name) or it never
- * started it (status queued, or no readable hash: the next take sends that to
- * the dead list). Otherwise the entry is stale (another take holds the job, or
- * the job has ended) and is dropped. A running take is revoked: its lease
- * moves on, so an outcome of that take changes nothing. seen keeps one id from
- * going back twice. Returns whether the id went back, and the job's type. */
+/* The queue of a job of type t: the queue prefix ("surge:queue:") and the
+ * type, for each type common/job.h names; an id whose job has no such type
+ * (no readable hash) goes to the first type's queue, where the take moves it
+ * to the dead list, or fails it for good (a type no worker knows). */
+#define LUA_TYPE_NAME(e, name) "'" name "', "
+#define LUA_QUEUE_OF                                                                               \
+    "local job_types = {" JOB_TYPES(LUA_TYPE_NAME) "}\n"                                           \
+    "local function queue_of(prefix, t)\n"                                                          \
+    "  for _, k in ipairs(job_types) do\n"                                                          \
+    "    if k == t then return prefix .. t end\n"                                                   \
+    "  end\n"                                                                                       \
+    "  return prefix .. job_types[1]\n"                                                             \
+    "end\n"
+
+/* An id taken off a worker's processing list goes back on the queue of its
+ * job's type when that worker's take is the current one (the job runs under
+ * its name) or it never started it (status queued, or no readable hash: the
+ * next take sends that to the dead list). Otherwise the entry is stale
+ * (another take holds the job, or the job has ended) and is dropped. A
+ * running take is revoked: its lease moves on, so an outcome of that take
+ * changes nothing. seen keeps one id from going back twice. Returns whether
+ * the id went back, and the job's type. */
 #define LUA_PUT_BACK                                                                               \
-    "local function put_back(id, job, queue, worker, seen)\n"                                      \
+    LUA_QUEUE_OF                                                                                   \
+    "local function put_back(id, job, queues, worker, seen)\n"                                     \
     "  local f = redis.call('HMGET', job, 'type', 'status', 'worker')\n"                           \
     "  local ours = not f[1] or not f[2] or f[2] == 'queued'\n"                                    \
     "    or (f[2] == 'running' and f[3] == worker)\n"                                              \
     "  if seen[id] or not ours then return false, f[1] or '' end\n"                                \
     "  seen[id] = true\n"                                                                          \
-    "  redis.call('RPUSH', queue, id)\n"                                                           \
+    "  redis.call('RPUSH', queue_of(queues, f[1]), id)\n"                                          \
     "  if f[1] then\n"                                                                             \
     "    redis.call('HSET', job, 'status', 'queued')\n"                                            \
     "    if f[2] == 'running' then redis.call('HINCRBY', job, 'lease', 1) end\n"                   \
@@ -111,15 +129,17 @@ const char script_requeue[] =
     "return {'requeued', 1}\n";
 
 const char script_promote[] =
+    LUA_QUEUE_OF
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)\n"
     "local moved = 0\n"
     "for _, id in ipairs(ids) do\n"
     "  redis.call('ZREM', KEYS[1], id)\n"
     /* Only a job that still waits for its retry goes back: never an id twice. */
     "  local job = ARGV[2] .. id\n"
-    "  if redis.call('HGET', job, 'status') == 'failed' then\n"
+    "  local f = redis.call('HMGET', job, 'status', 'type')\n"
+    "  if f[1] == 'failed' then\n"
     "    redis.call('HSET', job, 'status', 'queued')\n"
-    "    redis.call('LPUSH', KEYS[2], id)\n"
+    "    redis.call('LPUSH', queue_of(ARGV[3], f[2]), id)\n"
     "    moved = moved + 1\n"
     "  end\n"
     "end\n"
@@ -132,17 +152,17 @@ const char script_recover[] =
     "while true do\n"
     "  local id = redis.call('RPOP', KEYS[2])\n"
     "  if not id then break end\n"
-    "  local back, type = put_back(id, ARGV[2] .. id, KEYS[3], ARGV[3], seen)\n"
+    "  local back, type = put_back(id, ARGV[2] .. id, ARGV[4], ARGV[3], seen)\n"
     "  if back then moved = moved + 1 else stale[#stale + 1] = type end\n"
     "end\n"
-    "if ARGV[1] ~= 'start' then redis.call('ZREM', KEYS[4], ARGV[3]) end\n"
+    "if ARGV[1] ~= 'start' then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
     "if ARGV[1] == 'exit' then redis.call('DEL', KEYS[1]) end\n"
     "return {moved, stale}\n";
 
 const char script_orphan[] =
     LUA_PUT_BACK
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {0, {}} end\n"
-    "local back, type = put_back(ARGV[1], ARGV[2] .. ARGV[1], KEYS[2], ARGV[3], {})\n"
+    "local back, type = put_back(ARGV[1], ARGV[2] .. ARGV[1], ARGV[4], ARGV[3], {})\n"
     "if back then return {1, {}} end\n"
     "return {0, {type}}\n";
 
@@ -160,3 +180,18 @@ const char script_prune_dead[] =
     "end\n"
     "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n"
     "return dropped\n";
+
+const char script_migrate[] =
+    LUA_QUEUE_OF
+    "local ids = {}\n"
+    "while #ids < 100 do\n"
+    "  local id = redis.call('RPOP', KEYS[1])\n"
+    "  if not id then break end\n"
+    "  ids[#ids + 1] = id\n"
+    "end\n"
+    /* The oldest (popped first) ends at the end of its queue taken first. */
+    "for i = #ids, 1, -1 do\n"
+    "  local t = redis.call('HGET', ARGV[1] .. ids[i], 'type')\n"
+    "  redis.call('RPUSH', queue_of(ARGV[2], t), ids[i])\n"
+    "end\n"
+    "return #ids\n";

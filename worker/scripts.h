@@ -28,22 +28,23 @@ extern const char script_succeed[];
  * may_die ("0": retried however many attempts it has used). Outcome "retry",
  * "failed", "dead" or "stale". */
 extern const char script_fail[];
-/* KEYS: job, processing, queue. ARGV: id, lease. A take cut short by this
- * worker's shutdown: the id goes back at the head of the queue and the
- * attempt does not count. Outcome "requeued" or "stale". */
+/* KEYS: job, processing, the queue of the job's type. ARGV: id, lease. A
+ * take cut short by this worker's shutdown: the id goes back at the head of
+ * that queue and the attempt does not count. Outcome "requeued" or "stale". */
 extern const char script_requeue[];
-/* KEYS: retry, queue. ARGV: now_ms, job key prefix. Moves due retries to the
- * queue; returns how many. */
+/* KEYS: retry. ARGV: now_ms, job key prefix, queue key prefix. Moves due
+ * retries to the queue of their type; returns how many. */
 extern const char script_promote[];
-/* KEYS: heartbeat, processing, queue, workers. ARGV: mode, job key prefix,
- * worker. Puts the ids of a worker's list back on the queue (see put_back in
- * scripts.c). mode "dead": only if its heartbeat has expired, and then the
- * worker leaves the registry; "start": our own list at start; "exit": our own
- * list as we leave, then our heartbeat and registry entry go. Returns {moved,
- * {type of each stale entry dropped}}. */
+/* KEYS: heartbeat, processing, workers. ARGV: mode, job key prefix, worker,
+ * queue key prefix. Puts the ids of a worker's list back on the queue of
+ * their type (see put_back in scripts.c). mode "dead": only if its heartbeat
+ * has expired, and then the worker leaves the registry; "start": our own list
+ * at start; "exit": our own list as we leave, then our heartbeat and registry
+ * entry go. Returns {moved, {type of each stale entry dropped}}. */
 extern const char script_recover[];
-/* KEYS: processing, queue. ARGV: id, job key prefix, worker. The same for one
- * id of our own list that no runner holds. Returns {moved, {types}}. */
+/* KEYS: processing. ARGV: id, job key prefix, worker, queue key prefix. The
+ * same for one id of our own list that no runner holds. Returns {moved,
+ * {types}}. */
 extern const char script_orphan[];
 /* KEYS: heartbeat, workers. ARGV: value, ttl_seconds, now_ms, worker.
  * Renews the heartbeat and the worker's score in the registry; returns 1 if
@@ -53,5 +54,10 @@ extern const char script_beat[];
  * expired from the old end of the dead list, then trims it to dead_max;
  * returns how many expired ids went. */
 extern const char script_prune_dead[];
+/* KEYS: the shared queue of versions before each type had its own
+ * (key_shared_queue). ARGV: job key prefix, queue key prefix. Moves up to
+ * 100 of its ids, oldest first, to the end of the queue of their type that
+ * workers take first; returns how many. */
+extern const char script_migrate[];
 
 #endif

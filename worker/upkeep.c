@@ -3,7 +3,11 @@
  *     and the worker's score (now, ms) in the registry surge:workers, in one
  *     script; renewed from the event loop, never from a burning thread, so a
  *     busy worker never looks dead.
- *   - retries: moves ids whose backoff is over from surge:retry to the queue.
+ *   - retries: moves ids whose backoff is over from surge:retry to the queue
+ *     of their type.
+ *   - the shared queue: ids an older api or worker put on surge:queue (one
+ *     queue for both types, before each had its own) move to the queue of
+ *     their type, so a rolling upgrade strands none.
  *   - recovery: reads the registry for workers whose last beat is older than
  *     the heartbeat TTL, and for each whose heartbeat key has indeed expired
  *     moves its ids back to the queue in one script (no id is lost between
@@ -62,8 +66,17 @@ static void beat(struct worker *w)
     jw_init(&jw, &val);
     jw_object_begin(&jw);
     jw_key_int(&jw, "pid", (int64_t)getpid());
-    jw_key_int(&jw, "in_flight", w->in_flight);
-    jw_key_int(&jw, "concurrency", w->cfg->worker_concurrency);
+    /* Jobs in hand and the most this worker takes, by type. */
+    jw_key(&jw, "in_flight");
+    jw_object_begin(&jw);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++)
+        jw_key_int(&jw, job_type_name((enum job_type)t), w->fetchers[t].running);
+    jw_object_end(&jw);
+    jw_key(&jw, "concurrency");
+    jw_object_begin(&jw);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++)
+        jw_key_int(&jw, job_type_name((enum job_type)t), w->fetchers[t].limit);
+    jw_object_end(&jw);
     jw_key(&jw, "uptime_seconds");
     jw_double(&jw, util_mono_seconds() - started_at, 0);
     jw_object_end(&jw);
@@ -90,8 +103,27 @@ static void promote(struct worker *w)
 {
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)util_now_ms());
-    rc_command(w->redis, on_promoted, NULL, "EVAL %s 2 %s %s %s %s", script_promote, key_retry(),
-               key_queue(), now, key_job_prefix());
+    rc_command(w->redis, on_promoted, NULL, "EVAL %s 1 %s %s %s %s", script_promote, key_retry(),
+               now, key_job_prefix(), key_queue_prefix());
+}
+
+/* ---- the shared queue of older versions ---- */
+
+static void on_migrated(redisReply *reply, const char *err, void *arg)
+{
+    (void)err;
+    (void)arg;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        log_info("shared_queue_moved",
+                 "%lld job(s) found on %s (put there by an older version) moved to the queue of "
+                 "their type",
+                 reply->integer, key_shared_queue());
+}
+
+static void migrate(struct worker *w)
+{
+    rc_command(w->redis, on_migrated, NULL, "EVAL %s 1 %s %s %s", script_migrate,
+               key_shared_queue(), key_job_prefix(), key_queue_prefix());
 }
 
 /* ---- putting ids back: dead workers' lists, our own list, orphans ---- */
@@ -152,8 +184,8 @@ static void recover(struct worker *w, const char *worker_name, const char *mode,
     struct buf hb = {0}, proc = {0};
     key_heartbeat(&hb, worker_name);
     key_processing(&proc, worker_name);
-    rc_command(w->redis, cb, arg, "EVAL %s 4 %s %s %s %s %s %s %s", script_recover, hb.data,
-               proc.data, key_queue(), key_workers(), mode, key_job_prefix(), worker_name);
+    rc_command(w->redis, cb, arg, "EVAL %s 3 %s %s %s %s %s %s %s", script_recover, hb.data,
+               proc.data, key_workers(), mode, key_job_prefix(), worker_name, key_queue_prefix());
     buf_free(&hb);
     buf_free(&proc);
 }
@@ -226,12 +258,12 @@ static void on_orphan(redisReply *reply, const char *err, void *arg)
 
 void upkeep_put_back(struct worker *w, const char *id, size_t len)
 {
-    const char *argv[] = {"EVAL", script_orphan, "2", w->processing.data, key_queue(),
-                          id, key_job_prefix(), w->name};
+    const char *argv[] = {"EVAL", script_orphan, "1", w->processing.data, id, key_job_prefix(),
+                          w->name, key_queue_prefix()};
     size_t lens[ARRAY_LEN(argv)];
     for (size_t i = 0; i < ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    lens[5] = len;
+    lens[4] = len;
     /* Without Redis it stays in our list; the orphan check puts it back. */
     rc_command_argv(w->redis, on_orphan, w, (int)ARRAY_LEN(argv), argv, lens);
 }
@@ -251,8 +283,8 @@ static void on_own_list(redisReply *reply, const char *err, void *arg)
             continue;
         if (seen_before(w, id)) {
             log_warn("orphan_requeued", "job %s sat in our list without a runner", id);
-            rc_command(w->redis, on_orphan, w, "EVAL %s 2 %s %s %s %s %s", script_orphan,
-                       w->processing.data, key_queue(), id, key_job_prefix(), w->name);
+            rc_command(w->redis, on_orphan, w, "EVAL %s 1 %s %s %s %s %s", script_orphan,
+                       w->processing.data, id, key_job_prefix(), w->name, key_queue_prefix());
         } else if (n < 16) {
             snprintf(now_seen[n++], JOB_ID_LEN + 1, "%s", id);
         }
@@ -309,6 +341,7 @@ static void on_tick(uv_timer_t *t)
     w->upkeep_ticks++;
     beat(w);
     promote(w);
+    migrate(w);
     if (w->upkeep_ticks % RECOVERY_EVERY_TICKS == 0 && !w->recovery_running && !w->stopping)
         read_registry(w);
     if (w->upkeep_ticks % ORPHAN_EVERY_TICKS == 0)

@@ -1,6 +1,6 @@
 /* worker: the state of one surge-worker process, shared by its modules:
- * fetcher.c (takes ids off the queue), runner.c (a job's life), handlers.c
- * (read and burn), upkeep.c (heartbeat, retries, recovery). */
+ * fetcher.c (takes ids off the queue of each type), runner.c (a job's life),
+ * handlers.c (read and burn), upkeep.c (heartbeat, retries, recovery). */
 #ifndef SURGE_WORKER_H
 #define SURGE_WORKER_H
 
@@ -20,7 +20,8 @@ struct burn;
 struct job_run {
     struct worker *w;
     char id[JOB_ID_LEN + 1];
-    enum job_type type;
+    enum job_type queue; /* the queue it came from: whose slot it holds */
+    enum job_type type;  /* as the take read it from the job hash */
     struct job_request params;
     int attempts;
     char lease[24];    /* the fencing token of this take (scripts.h) */
@@ -34,6 +35,20 @@ struct job_run {
     struct job_run *prev, *next;
 };
 
+/* Takes ids off the queue of one job type, while fewer than limit of its
+ * jobs are in hand. One BLMOVE at a time, on a connection of its own (BLMOVE
+ * blocks its connection while it waits). */
+struct fetcher {
+    struct worker *w;
+    enum job_type type;
+    struct rc *conn;
+    int limit;        /* SURGE_WORKER_{READ,BURN}_CONCURRENCY */
+    int running;      /* ids taken off this queue and not yet let go */
+    bool outstanding; /* a BLMOVE waits for its answer */
+    bool paused;      /* a dependency is down: taking none (logged once) */
+    uv_timer_t backoff;
+};
+
 struct worker {
     struct app *app;
     const struct cfg *cfg;
@@ -42,22 +57,19 @@ struct worker {
     struct buf processing;    /* surge:processing:{name} */
     struct buf heartbeat;     /* surge:worker:{name} */
     struct rc *redis;         /* job state, heartbeats */
-    struct rc *fetch;         /* BLMOVE only: it blocks its connection */
+    struct fetcher fetchers[JOB_TYPE_COUNT];
     struct pg_pool *pg;
     struct health *health;
     int pg_health_idx;
     struct job_run *runs;
-    int in_flight;
-    bool fetch_outstanding;
+    int in_flight; /* every job in hand, of both types */
     bool stopping;
     bool exiting; /* drained; closing down */
     double stop_started; /* monotonic time of SIGTERM */
-    uv_timer_t fetch_backoff;
     uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
     bool recovery_running;  /* reading the registry for workers that stopped beating */
-    bool fetch_paused;      /* a dependency is down: taking no job (logged once) */
     char orphans[16][JOB_ID_LEN + 1]; /* ids seen in our list but not held */
     int n_orphans;
     bool orphan_check_running;
@@ -65,14 +77,22 @@ struct worker {
     bool own_recovery_running;
 };
 
-/* fetcher.c: asks for more work while there is room, we are not stopping,
- * and both the main Redis connection and a PostgreSQL connection are up. */
+/* fetcher.c: each queue's fetcher asks for more work while it has room, we
+ * are not stopping, and what its jobs need is up: the main Redis connection
+ * for both types, and a PostgreSQL connection for reads. */
+void fetcher_init(struct worker *w, struct app *app);
 void fetcher_kick(struct worker *w);
-/* Why the worker takes no job now, or NULL when it may. */
-const char *fetcher_paused_why(const struct worker *w);
+/* Why the worker takes no job of this type now, or NULL when it may. */
+const char *fetcher_paused_why(const struct worker *w, enum job_type type);
+/* True while a BLMOVE of any queue waits for its answer. */
+bool fetcher_outstanding(const struct worker *w);
+/* Shutdown: no fetch is retried after a failure any more. */
+void fetcher_stop(struct worker *w);
+/* Closes the fetch connections and timers. */
+void fetcher_close(struct worker *w);
 
-/* runner.c */
-void runner_begin(struct worker *w, const char *id, size_t len);
+/* runner.c: an id taken off the queue of type queue. */
+void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len);
 
 /* How a failed attempt goes on. */
 enum failure {
@@ -98,6 +118,8 @@ void runner_requeue_cancelled(struct job_run *run);
 /* handlers.c */
 void handler_run(struct job_run *run);
 void handler_cancel(struct job_run *run);
+/* True for a type whose jobs cannot run without PostgreSQL (read). */
+bool handler_needs_postgres(enum job_type type);
 extern const struct pg_statement handler_statements[];
 extern const int handler_statement_count;
 

@@ -37,6 +37,9 @@ SANITIZER_MARKERS = (
 )
 
 FINAL_STATUSES = ("succeeded", "failed", "dead")
+# The job types, and the queue of each as common/job.c names them.
+JOB_TYPES = ("read", "burn")
+QUEUES = tuple(f"surge:queue:{t}" for t in JOB_TYPES)
 ERROR_CODES = {
     400: ("bad_request", "bad_json", "unknown_type", "bad_params", "bad_idempotency_key"),
     404: ("not_found",),
@@ -315,6 +318,11 @@ def post_job(port, path="/jobs", body=None, expect=202):
     assert r.header("location") == f"/jobs/{j['id']}", r
     assert j["status"] == "queued", r
     return j["id"]
+
+
+def queued(redis):
+    """Every id waiting on the queue of any type (RedisServer)."""
+    return [i for q in QUEUES for i in redis.lines("LRANGE", q, 0, -1)]
 
 
 def get_job(port, job_id):

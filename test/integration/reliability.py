@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (LOOPBACK, REPO_ROOT, Client, ConnectionClosed, RedisServer, free_port,
-                     http)
+from helpers import (JOB_TYPES, LOOPBACK, QUEUES, REPO_ROOT, Client, ConnectionClosed,
+                     RedisServer, free_port, http)
 
 # --------------------------------------------------------------------------
 # Redis over RESP
@@ -282,18 +282,23 @@ def wait_all_finished(resp, ids, timeout, statuses=("succeeded",)):
                     by_status.get(h.get("status", "<missing hash>"), 0) + 1
             sample = list(pending.items())[:5]
             pytest.fail(f"{len(pending)} of {len(ids)} jobs not {statuses} after {timeout} s: "
-                        f"{by_status}; e.g. {sample}; queue={resp.call('LLEN', 'surge:queue')} "
+                        f"{by_status}; e.g. {sample}; "
+                        f"queues={[resp.call('LLEN', q) for q in QUEUES]} "
                         f"retry={resp.call('ZCARD', 'surge:retry')} "
                         f"dead={resp.call('LLEN', 'surge:dead')}")
         time.sleep(0.25)
 
 
 def assert_invariants(resp, prefix="surge:"):
-    """What holds whatever happened, once the workers are quiet: the queue,
-    the dead list and the processing lists hold an id at most once; no id is
-    both queued and in the retry set, nor in a processing list and waiting
-    (queue or retry set)."""
-    queue = resp.call("LRANGE", prefix + "queue", 0, -1)
+    """What holds whatever happened, once the workers are quiet: the queues,
+    the dead list and the processing lists hold an id at most once, and each
+    queue only ids of its own type; no id is both queued and in the retry
+    set, nor in a processing list and waiting (queue or retry set)."""
+    by_type = {t: resp.call("LRANGE", f"{prefix}queue:{t}", 0, -1) for t in JOB_TYPES}
+    queue = [i for ids in by_type.values() for i in ids]
+    misplaced = [(t, i) for t, ids in by_type.items() if ids
+                 for i, h in zip(ids, resp.hashes([f"{prefix}job:{i}" for i in ids]))
+                 if h.get("type", t) != t]
     retry = resp.call("ZRANGE", prefix + "retry", 0, -1)
     dead = resp.call("LRANGE", prefix + "dead", 0, -1)
     held = [i for k in resp.scan_keys(prefix + "processing:*")
@@ -303,6 +308,7 @@ def assert_invariants(resp, prefix="surge:"):
         return sorted({i for i in ids if ids.count(i) > 1})
     problems = [f"{what}: {ids[:5]}" for what, ids in (
         ("ids queued twice", twice(queue)),
+        ("ids on the queue of another type", misplaced),
         ("ids on the dead list twice", twice(dead)),
         ("ids held twice", twice(held)),
         ("ids both queued and in the retry set", sorted(set(queue) & set(retry))),
@@ -319,11 +325,11 @@ def assert_nothing_left(resp, timeout=15):
     it back, so the lists get that long to empty."""
     deadline = time.monotonic() + timeout
     while True:
-        left = {
-            "surge:queue": resp.call("LLEN", "surge:queue"),
+        left = {q: resp.call("LLEN", q) for q in QUEUES}
+        left.update({
             "surge:retry": resp.call("ZCARD", "surge:retry"),
             "surge:dead": resp.call("LLEN", "surge:dead"),
-        }
+        })
         for k in resp.scan_keys("surge:processing:*"):
             left[k] = resp.call("LLEN", k)
         if all(v == 0 for v in left.values()) or time.monotonic() > deadline:
@@ -520,7 +526,7 @@ class RedisProxy:
     """A TCP proxy to Redis on a port of its own, to cut some of a process's
     connections and not others. Modes: "pass" forwards everything; "refuse"
     closes every connection, open or new, at once; "fetch_only" closes every
-    connection that has not sent a BLMOVE (a worker's fetch connection goes on)
+    connection that has not sent a BLMOVE (a worker's fetch connections go on)
     and every new one; "hold" keeps what clients send (held()) until the mode
     is "pass" again. It notes when BLMOVEs go up a fetch connection and when
     answers come back."""
@@ -589,13 +595,17 @@ class RedisProxy:
                     continue
                 if up and b"BLMOVE" in data:
                     pair["fetch"] = True
+                    pair["waiting"] = True
                     self.blmoves.append(time.monotonic())
                 elif not up and pair["fetch"]:
+                    pair["waiting"] = False
                     self.answers.append(time.monotonic())
             try:
                 dst.sendall(data)
             except OSError:
                 break
+        with self.lock:
+            pair["waiting"] = False  # a closed connection waits for nothing
         self._close(src)
         self._close(dst)
 
@@ -629,9 +639,10 @@ class RedisProxy:
             return sum(1 for b in self.blmoves if b >= t)
 
     def fetch_idle(self):
-        """No BLMOVE waits for its answer: the last one sent was answered."""
+        """No BLMOVE waits for its answer, on any fetch connection (a worker
+        has one per job type): the last one each sent was answered."""
         with self.lock:
-            return not self.blmoves or (self.answers and self.answers[-1] > self.blmoves[-1])
+            return not any(p.get("waiting") for p in self.pairs)
 
     def close(self):
         self.listener.close()

@@ -127,8 +127,8 @@ def test_metrics(surge):
 
 def test_worker_readiness_follows_postgres(surge, redis, postgres):
     """PostgreSQL stops: the worker turns unready naming postgres, and a read
-    job accepted meanwhile waits in the queue (the worker takes no job without
-    a PostgreSQL connection): it succeeds at its first attempt once PostgreSQL
+    job accepted meanwhile waits in the read queue (the worker takes no read
+    without a PostgreSQL connection): it succeeds at its first attempt once PostgreSQL
     is back."""
     api = surge.api()
     worker = surge.worker()
@@ -150,7 +150,7 @@ def test_worker_readiness_follows_postgres(surge, redis, postgres):
         job_id = post_job(api.http_port, "/jobs/read", {"item_id": 31})
         # Two seconds of the worker's loop with the job there to take.
         wait_beats(Resp(redis.port), worker_name(worker), 2)
-        assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id]
+        assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [job_id]
     finally:
         postgres.start()
     job = poll_job(api.http_port, job_id, statuses=("succeeded", "dead"), timeout=60)

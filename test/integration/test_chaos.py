@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (LOOPBACK, Client, ConnectionClosed, assert_error, http, poll_job, post_job,
-                     read_response)
+                     queued, read_response)
 from reliability import (PostgresDown, Resp, Submitter, assert_invariants, assert_nothing_left,
                          down_with, metric, poll_until, readyz, wait_all_finished)
 
@@ -160,12 +160,12 @@ def test_frozen_redis_answers_503_within_the_deadline(surge, redis):
 
 def test_postgres_restart_under_load(surge, redis, postgres):
     """Reads posted at 100 a second; PostgreSQL stopped and started again:
-    the workers take no read meanwhile, the reads wait in the queue, and all
+    the workers take no read meanwhile, the reads wait in their queue, and all
     succeed; only the reads in flight when it stopped fail and are retried,
     none uses up its (default 5) attempts."""
     api = surge.api()
     concurrency = 4
-    workers = [surge.worker(SURGE_WORKER_CONCURRENCY=concurrency) for _ in range(2)]
+    workers = [surge.worker(SURGE_WORKER_READ_CONCURRENCY=concurrency) for _ in range(2)]
     for p in workers:
         poll_until(lambda: _ready(p), 15, what="worker ready")
     resp = Resp(redis.port)
@@ -178,7 +178,7 @@ def test_postgres_restart_under_load(surge, redis, postgres):
                        what="worker /readyz to name postgres as down")
             assert http(p.admin_port, "GET", "/healthz", timeout=5).status == 200
         # Down until 100 reads wait in the queue.
-        poll_until(lambda: resp.call("LLEN", "surge:queue") >= 100, 30,
+        poll_until(lambda: resp.call("LLEN", "surge:queue:read") >= 100, 30,
                    what="reads to wait in the queue while PostgreSQL is away")
         outage = time.monotonic() - t_down
     t_up = time.monotonic()
@@ -339,7 +339,7 @@ def test_oversized_body_is_refused_without_being_read(surge, redis):
     assert closed, f"the connection stayed open for 10 s after the 413 ({sent} bytes sent)"
     print(f"\n413 after the first 64 KiB of a 10 GB body; connection closed {took:.2f} s later "
           f"after {sent / 1e6:.1f} MB")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     assert http(api.http_port, "POST", "/jobs/read", {"item_id": 5}).status == 202
 
 

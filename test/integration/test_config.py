@@ -18,7 +18,9 @@ BAD = [
     ("surge-api", "SURGE_ADMIN_PORT", "99999999999999999999"),
     ("surge-worker", "SURGE_LOG_FORMAT", "xml"),
     ("surge-worker", "SURGE_ADMIN_PORT", "-1"),
-    ("surge-worker", "SURGE_WORKER_CONCURRENCY", "many"),
+    ("surge-worker", "SURGE_WORKER_BURN_CONCURRENCY", "many"),
+    ("surge-worker", "SURGE_WORKER_BURN_CONCURRENCY", "0"),
+    ("surge-worker", "SURGE_WORKER_READ_CONCURRENCY", "257"),
     ("surge-worker", "SURGE_MAX_ATTEMPTS", "x"),
     ("surge-worker", "SURGE_BURN_MAX_SECONDS", "1.5"),
     ("surge-worker", "SURGE_HTTP_PORT", "abc"),  # both read the whole table
@@ -47,6 +49,22 @@ def test_documented_message(binaries, tmp_path):
     assert code == 2
     assert stderr.strip() == \
         'surge-api: SURGE_HTTP_PORT: "abc" is not a whole number between 1 and 65535', stderr
+
+
+@pytest.mark.parametrize("binary", ["surge-worker", "surge-api"])
+def test_the_retired_concurrency_variable_is_refused(binaries, tmp_path, binary):
+    """SURGE_WORKER_CONCURRENCY (one limit for both job types) is no longer
+    read: set at all, in a configuration written for an older version, it
+    stops either binary with one line saying what replaces it, rather than
+    being silently ignored."""
+    env = Surge(None, None, tmp_path).env(binary, SURGE_WORKER_CONCURRENCY="4")
+    code, stderr = run_to_exit(binary, env)
+    assert code == 2, stderr
+    assert stderr.strip() == (
+        f'{binary}: SURGE_WORKER_CONCURRENCY: "4" is no longer read: a worker runs up to '
+        "SURGE_WORKER_BURN_CONCURRENCY burns (default 1) and SURGE_WORKER_READ_CONCURRENCY "
+        "reads (default 4, its PostgreSQL connections) at once; set those and remove this "
+        "one"), stderr
 
 
 def test_two_bad_values_both_reported(binaries, tmp_path):

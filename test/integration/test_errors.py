@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from helpers import (Client, assert_error, http, poll_job, post_job, read_response,
-                     ConnectionClosed)
+from helpers import (QUEUES, Client, assert_error, http, poll_job, post_job, queued,
+                     read_response, ConnectionClosed)
 
 
 def still_serves(api, redis=None):
@@ -17,7 +17,7 @@ def still_serves(api, redis=None):
     r = http(api.http_port, "POST", "/jobs/read", {"item_id": 1})
     assert r.status == 202, r
     if redis is not None:
-        redis.cli("DEL", "surge:queue")
+        redis.cli("DEL", *QUEUES)
 
 
 @pytest.mark.parametrize("path,body", [
@@ -30,7 +30,7 @@ def still_serves(api, redis=None):
 ])
 def test_bad_json(api, redis, path, body):
     assert_error(http(api.http_port, "POST", path, body), 400, "bad_json")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
 
 
 @pytest.mark.parametrize("body", [
@@ -40,7 +40,7 @@ def test_bad_json(api, redis, path, body):
 ])
 def test_unknown_type(api, redis, body):
     assert_error(http(api.http_port, "POST", "/jobs", body), 400, "unknown_type")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
 
 
 @pytest.mark.parametrize("path,body", [
@@ -61,7 +61,7 @@ def test_unknown_type(api, redis, body):
 def test_bad_params(surge, redis, path, body):
     api = surge.api(SURGE_BURN_MAX_SECONDS=10, SURGE_BURN_DEFAULT_SECONDS=5)
     assert_error(http(api.http_port, "POST", path, body), 400, "bad_params")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
 
 
 def test_burn_at_max_is_accepted(surge):
@@ -108,7 +108,7 @@ def test_post_without_length_is_411(api, redis):
     with Client(api.http_port) as c:
         c.send(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n")
         assert_error(c.read(), 411, "length_required")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     still_serves(api)
 
 
@@ -120,7 +120,7 @@ def test_huge_content_length_answered_before_the_body(surge, redis):
                b"Content-Length: 100000000\r\n\r\n")
         assert_error(c.read(), 413, "payload_too_large")
         assert c.is_closed_by_peer(5), "connection still open after 413"
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     still_serves(api, redis)
 
 
@@ -129,7 +129,7 @@ def test_body_over_limit_is_413(surge, redis):
     pad = "x" * 1100
     body = json.dumps({"item_id": 1, "pad": pad})
     assert_error(http(api.http_port, "POST", "/jobs/read", body), 413, "payload_too_large")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     # A body right at the limit is not refused for its size.
     body = '{"item_id":1}' + " " * (1024 - 13)
     assert len(body) == 1024
@@ -146,7 +146,7 @@ def test_default_body_limit(api):
 def test_not_json_is_415(api, redis, ctype):
     r = http(api.http_port, "POST", "/jobs/read", '{"item_id":1}', content_type=ctype)
     assert_error(r, 415, "unsupported_media_type")
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
 
 
 def test_json_with_charset_is_accepted(api):
@@ -353,5 +353,5 @@ def test_garbage_gets_its_answer(api, redis, payload, status, code):
         if code == "bad_request":
             assert "close" in (r.header("connection") or "").lower(), r
             assert c.is_closed_by_peer(5), "connection still open after a framing error"
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     still_serves(api, redis)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import Client, assert_error, build_request, post_job, read_response
+from helpers import Client, assert_error, build_request, post_job, queued, read_response
 
 
 def test_keep_alive_many_requests_one_socket(api):
@@ -197,4 +197,4 @@ def test_request_smuggling_is_refused(api, redis, what, payload):
         c.send(payload)
         assert_error(c.read(), 400, "bad_request")
         assert c.is_closed_by_peer(5), f"{what}: more was read after the refusal"
-    assert redis.cli("LLEN", "surge:queue") == "0", what
+    assert queued(redis) == [], what

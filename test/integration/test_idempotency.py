@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from helpers import Client, assert_error, http, wait_for
+from helpers import Client, assert_error, http, queued, wait_for
 
 KEY = "5f0c1d4e-8a3b-4c2d-9e7f-0a1b2c3d4e5f"
 
@@ -27,7 +27,7 @@ def accepted(r):
 
 
 def queue(redis):
-    return redis.lines("LRANGE", "surge:queue", 0, -1)
+    return queued(redis)
 
 
 def test_same_key_same_job_gives_the_first_job_again(api, redis):

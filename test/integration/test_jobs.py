@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import (ISO_MS_UTC, assert_error, get_job, http, poll_job, post_job)
+from helpers import (ISO_MS_UTC, assert_error, get_job, http, poll_job, post_job, queued)
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 JOB_FIELDS = {"id", "type", "status", "attempts", "params", "result", "error",
@@ -134,8 +134,9 @@ def test_accepted_answer_and_queue_while_no_worker(surge, redis, postgres):
     assert r.header("location") == f"/jobs/{job_id}", r
     assert ULID.match(job_id), f"id {job_id!r} is not a 26-character ULID-style id"
 
-    # No worker runs: the id waits on the queue and the hash says queued.
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id]
+    # No worker runs: the id waits on the read queue and the hash says queued.
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [job_id]
+    assert redis.cli("EXISTS", "surge:queue:burn") == "0"
     h = redis.hgetall(f"surge:job:{job_id}")
     for field in ("type", "params", "status", "attempts", "created_at"):
         assert field in h, f"field {field} missing from surge:job:{job_id}: {h}"
@@ -153,7 +154,7 @@ def test_accepted_answer_and_queue_while_no_worker(surge, redis, postgres):
     worker = surge.worker(SURGE_RESULT_TTL_SECONDS=600)
     job = poll_job(api.http_port, job_id)
     check_succeeded_read(postgres, job, 5, worker)
-    assert redis.cli("LLEN", "surge:queue") == "0"
+    assert queued(redis) == []
     wid = f"{socket.gethostname()}-{worker.pid}"
     assert redis.cli("LLEN", f"surge:processing:{wid}") == "0"
     h = redis.hgetall(f"surge:job:{job_id}")
@@ -177,14 +178,18 @@ def test_queue_is_fifo_and_ids_are_time_ordered(surge, redis):
     assert ids == sorted(ids), f"ids not time-ordered: {ids}"
     assert len(set(ids)) == len(ids)
     # LPUSH on the left, workers take from the right: oldest is last.
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == list(reversed(ids))
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == list(reversed(ids))
+    # Each type has its own queue.
+    burns = [post_job(api.http_port, "/jobs/burn", {"seconds": 1}) for _ in range(2)]
+    assert redis.lines("LRANGE", "surge:queue:burn", 0, -1) == list(reversed(burns))
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == list(reversed(ids))
 
 
 def test_key_prefix(surge, redis):
     api = surge.api(SURGE_KEY_PREFIX="t1:")
     job_id = post_job(api.http_port, "/jobs/read", {"item_id": 3})
-    assert redis.lines("LRANGE", "t1:queue", 0, -1) == [job_id]
-    assert redis.cli("EXISTS", "surge:queue") == "0"
+    assert redis.lines("LRANGE", "t1:queue:read", 0, -1) == [job_id]
+    assert redis.cli("EXISTS", "surge:queue:read") == "0"
     assert redis.hgetall(f"t1:job:{job_id}")["status"] == "queued"
     surge.worker(SURGE_KEY_PREFIX="t1:")
     assert poll_job(api.http_port, job_id)["status"] == "succeeded"
@@ -192,8 +197,8 @@ def test_key_prefix(surge, redis):
 
 def test_many_jobs_two_workers(surge, postgres):
     api = surge.api()
-    surge.worker(SURGE_WORKER_CONCURRENCY=2)
-    surge.worker(SURGE_WORKER_CONCURRENCY=2)
+    surge.worker(SURGE_WORKER_READ_CONCURRENCY=2)
+    surge.worker(SURGE_WORKER_READ_CONCURRENCY=2)
     items = list(range(1000, 100001, 4999))
     ids = {}
     errors = []
@@ -223,7 +228,7 @@ def test_job_waits_on_queue_while_worker_stopped(surge, redis, postgres):
     assert w1.stop() == 0
     job_id = post_job(api.http_port, "/jobs", {"type": "read", "params": {"item_id": 64}})
     time.sleep(0.5)
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id]
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [job_id]
     assert get_job(api.http_port, job_id)["status"] == "queued"
     w2 = surge.worker()
     job = poll_job(api.http_port, job_id)

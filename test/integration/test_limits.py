@@ -242,6 +242,31 @@ def log_lines(proc, event):
     return [line for line in proc.stderr().splitlines() if f" {event}: " in line]
 
 
+def test_the_worker_admin_port_counts_its_connections(surge):
+    """The worker's admin server reports its connections like the api's,
+    under server="admin": three held open, then closed."""
+    worker = surge.worker()
+    wait_for(lambda: http(worker.admin_port, "GET", "/healthz").status == 200, 15,
+             message="the worker's admin port")
+    # Each scrape opens and closes a connection of its own: it counts itself
+    # (once the server has seen the earlier ones close).
+    wait_for(lambda: sample(worker.admin_port, "surge_http_connections", server="admin") == 1,
+             15, message="only the scrape's own connection open")
+    held = [Client(worker.admin_port, timeout=10) for _ in range(3)]
+    try:
+        for c in held:
+            assert c.request("GET", "/healthz").status == 200
+        assert sample(worker.admin_port, "surge_http_connections", server="admin") == 4
+    finally:
+        for c in held:
+            c.close()
+    wait_for(lambda: sample(worker.admin_port, "surge_http_connections", server="admin") == 1,
+             15, message="the closed connections to be counted out")
+    assert sample(worker.admin_port, "surge_http_connections_refused_total", server="admin") == 0
+    assert ("surge_http_connections", frozenset({("server", "api")})) not in \
+        metrics(worker.admin_port), "the worker has no api server"
+
+
 def test_connections_past_the_limit_are_closed_at_once(surge):
     api = surge.api(SURGE_MAX_CONNECTIONS=4)
     held = [Client(api.http_port, timeout=10) for _ in range(4)]

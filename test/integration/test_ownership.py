@@ -30,7 +30,7 @@ def test_a_worker_taken_for_dead_writes_nothing(surge, redis, postgres, redis_re
     too). w1 resumes, its read times out: its retry must change nothing while
     w2 holds the job, and the job's final record is w2's."""
     api = surge.api()
-    w1 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=1,
+    w1 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_READ_CONCURRENCY=1,
                       SURGE_JOB_TIMEOUT_SECONDS=4)
     # Its statements are prepared before the lock is taken (a PREPARE would wait on it).
     poll_until(lambda: readyz(w1)[0] == 200, 15, what="w1 ready")
@@ -38,7 +38,7 @@ def test_a_worker_taken_for_dead_writes_nothing(surge, redis, postgres, redis_re
     # reaches Redis only once w1 is paused, so w1 is the one that takes the job.
     proxy = RedisProxy(redis.port, mode="refuse")
     w2 = surge.worker(SURGE_REDIS_URL=proxy.url, SURGE_HEARTBEAT_SECONDS=HEARTBEAT,
-                      SURGE_WORKER_CONCURRENCY=1, SURGE_JOB_TIMEOUT_SECONDS=120)
+                      SURGE_WORKER_READ_CONCURRENCY=1, SURGE_JOB_TIMEOUT_SECONDS=120)
     poll_until(lambda: readyz(w2)[1]["checks"]["postgres"]["status"] == "ok", 15,
                what="w2 connected to PostgreSQL")
     resp = Resp(redis.port)
@@ -75,7 +75,7 @@ def test_a_worker_taken_for_dead_writes_nothing(surge, redis, postgres, redis_re
             now = _hash(resp, job)
             assert now == second, f"a stale outcome changed the job w2 holds:\n{second}\n{now}"
             assert resp.call("ZSCORE", "surge:retry", job) is None, "a stale retry was scheduled"
-            assert resp.call("LRANGE", "surge:queue", 0, -1) == []
+            assert resp.call("LRANGE", "surge:queue:read", 0, -1) == []
             assert resp.call("LRANGE", processing_key(name2), 0, -1) == [job]
             # Put back (the lease moved on once) and taken again (once more).
             assert int(second["lease"]) == int(first["lease"]) + 2, (first, second)
@@ -153,9 +153,9 @@ def test_a_take_of_a_job_held_elsewhere_changes_nothing(surge, redis):
             "started_at": "2026-01-01T00:00:01.000Z"}
     resp.call("HSET", f"surge:job:{job}", *[x for kv in held.items() for x in kv])
     resp.call("RPUSH", "surge:processing:elsewhere-1", job)
-    resp.call("LPUSH", "surge:queue", job)
+    resp.call("LPUSH", "surge:queue:read", job)
     w = surge.worker()
-    poll_until(lambda: resp.call("LLEN", "surge:queue") == 0
+    poll_until(lambda: resp.call("LLEN", "surge:queue:read") == 0
                and resp.call("LLEN", processing_key(worker_name(w))) == 0, 30,
                what="the copy to be taken and its entry dropped")
     assert _hash(resp, job) == held, "a take of a job held elsewhere changed it"
@@ -181,14 +181,14 @@ def test_the_dead_list_holds_an_id_once_and_is_bounded(surge, redis):
     resp = Resp(redis.port)
     w = surge.worker(SURGE_DEAD_LIST_MAX=3)
     twice = _poison(1, "T")[0]
-    resp.call("LPUSH", "surge:queue", twice, twice)
-    poll_until(lambda: resp.call("LLEN", "surge:queue") == 0
+    resp.call("LPUSH", "surge:queue:read", twice, twice)
+    poll_until(lambda: resp.call("LLEN", "surge:queue:read") == 0
                and resp.call("LLEN", processing_key(worker_name(w))) == 0, 15,
                what="the id queued twice to be taken twice")
     assert resp.call("LRANGE", "surge:dead", 0, -1) == [twice]
     ids = _poison(5, "B")
     for i in ids:
-        resp.call("LPUSH", "surge:queue", i)
+        resp.call("LPUSH", "surge:queue:read", i)
         poll_until(lambda: resp.call("HGET", f"surge:job:{i}", "status") == "dead", 15,
                    what=f"{i} to die")
     assert resp.call("LRANGE", "surge:dead", 0, -1) == list(reversed(ids[-3:])), \
@@ -203,7 +203,7 @@ def test_the_dead_list_forgets_ids_whose_job_expired(surge, redis):
     api = surge.api()
     kept = post_job(api.http_port, "/jobs/read", {"item_id": 1})
     resp.call("HSET", f"surge:job:{kept}", "status", "dead")
-    resp.call("LREM", "surge:queue", 0, kept)
+    resp.call("LREM", "surge:queue:read", 0, kept)
     expired = _poison(3, "E")
     # Oldest at the right end: the expired ids, then a live one.
     resp.call("RPUSH", "surge:dead", kept, *expired)

@@ -37,7 +37,7 @@ def test_kill9_workers_at_random_under_load(surge, redis):
     starved of CPU on a busy machine (retried by rule, never recovered)."""
     rng = random.Random(20261125)
     api = surge.api()
-    wenv = {"SURGE_HEARTBEAT_SECONDS": HEARTBEAT, "SURGE_WORKER_CONCURRENCY": 4}
+    wenv = {"SURGE_HEARTBEAT_SECONDS": HEARTBEAT, "SURGE_WORKER_READ_CONCURRENCY": 4}
     live = [surge.worker(**wenv) for _ in range(4)]
     resp = Resp(redis.port)
     t_start = time.monotonic()
@@ -131,7 +131,7 @@ def test_a_busy_worker_keeps_its_jobs(surge, redis):
     """Both cores burning in one worker for longer than its heartbeat TTL: its
     event loop keeps beating, and the other worker's scans leave its jobs alone."""
     api = surge.api()
-    busy = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    busy = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_BURN_CONCURRENCY=2)
     name = worker_name(busy)
     ids = [post_job(api.http_port, "/jobs/burn", {"seconds": 8}) for _ in range(2)]
     resp = Resp(redis.port)
@@ -199,13 +199,13 @@ def test_a_worker_never_holds_a_job_without_a_heartbeat(surge, redis):
 
 def test_recovery_is_logged_counted_and_counts_the_attempt(surge, redis):
     api = surge.api()
-    w1 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    w1 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_BURN_CONCURRENCY=2)
     name1 = worker_name(w1)
     ids = [post_job(api.http_port, "/jobs/burn", {"seconds": 3}) for _ in range(2)]
     resp = Resp(redis.port)
     poll_until(lambda: all(resp.call("HGET", f"surge:job:{i}", "status") == "running"
                            for i in ids), 15, what="both burns running on w1")
-    w2 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_CONCURRENCY=2)
+    w2 = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT, SURGE_WORKER_BURN_CONCURRENCY=2)
     name2 = worker_name(w2)
     kill9(w1)
     t_kill = time.monotonic()
@@ -304,13 +304,13 @@ def test_reads_wait_in_the_queue_while_postgres_is_away(surge, redis, postgres):
         ids = [post_job(api.http_port, "/jobs/read", {"item_id": 30 + n}) for n in range(5)]
         # Three seconds of the worker's own loop with the reads there to take.
         wait_beats(resp, name, 3)
-        assert sorted(resp.call("LRANGE", "surge:queue", 0, -1)) == sorted(ids), \
+        assert sorted(resp.call("LRANGE", "surge:queue:read", 0, -1)) == sorted(ids), \
             "the worker took reads while PostgreSQL was away"
         for i in ids:
             h = resp.hgetall(f"surge:job:{i}")
             assert h["status"] == "queued" and h["attempts"] == "0", h
-        assert "taking no job" in body["checks"]["postgres"]["error"], body
-        assert "fetch_paused: no PostgreSQL connection is open" in w.stderr()
+        assert "taking no read job" in body["checks"]["postgres"]["error"], body
+        assert "fetch_paused: no PostgreSQL connection is open: taking no read job" in w.stderr()
     for i in ids:
         job = poll_job(api.http_port, i, timeout=60)
         assert job["status"] == "succeeded" and job["attempts"] == 1, job
@@ -339,7 +339,7 @@ def test_no_id_is_taken_while_the_main_redis_connection_is_down(surge, redis):
         refused = proxy.refused
         poll_until(lambda: proxy.refused >= refused + 3, 30,
                    what="three more attempts of the worker to reconnect its main connection")
-        assert resp.call("LRANGE", "surge:queue", 0, -1) == [job], \
+        assert resp.call("LRANGE", "surge:queue:read", 0, -1) == [job], \
             "an id was taken while the main Redis connection was down"
         assert proxy.blmoves_since(t_post) == 0
         assert "fetch_paused: the main Redis connection is down" in w.stderr()
@@ -393,7 +393,7 @@ def test_every_postgres_step_counts_against_the_job_deadline(surge, redis, postg
     lock is gone."""
     timeout, slack = 2, 3
     api = surge.api()
-    w = surge.worker(SURGE_JOB_TIMEOUT_SECONDS=timeout, SURGE_WORKER_CONCURRENCY=2,
+    w = surge.worker(SURGE_JOB_TIMEOUT_SECONDS=timeout, SURGE_WORKER_READ_CONCURRENCY=2,
                      SURGE_MAX_ATTEMPTS=20)
     poll_until(lambda: readyz(w)[0] == 200, 15, what="the worker ready")
     resp = Resp(redis.port)
@@ -514,11 +514,11 @@ def test_poison_jobs_end_dead_or_failed_and_the_worker_goes_on(surge, redis):
          "attempts", "0", "created_at", created),
     ])
     for i in (bare, mine, bad_params, no_params, garbage):
-        resp.call("LPUSH", "surge:queue", i)
+        resp.call("LPUSH", "surge:queue:read", i)
     good = post_job(api.http_port, "/jobs/read", {"item_id": 77})
     assert poll_job(api.http_port, good)["status"] == "succeeded"
 
-    poll_until(lambda: resp.call("LLEN", "surge:queue") == 0
+    poll_until(lambda: resp.call("LLEN", "surge:queue:read") == 0
                and resp.call("LLEN", processing_key(worker_name(w))) == 0, 10,
                what="the poison jobs to leave the queue and the worker's list")
     dead = resp.call("LRANGE", "surge:dead", 0, -1)
@@ -564,12 +564,17 @@ def test_a_hand_written_job_hash_reads_as_utf8_json(api, redis):
 
 
 def test_sigterm_mid_burn_requeues_and_another_worker_finishes(surge, redis):
+    """A burn cut short by SIGTERM goes back at the head of the burn queue,
+    its attempt not counted, ahead of the burn that waited behind it; a read
+    posted meanwhile did not wait for the burn."""
     grace = 3
     api = surge.api()
-    w1 = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=grace, SURGE_WORKER_CONCURRENCY=1)
+    w1 = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=grace, SURGE_WORKER_BURN_CONCURRENCY=1)
     burn = post_job(api.http_port, "/jobs/burn", {"seconds": 10})
     poll_job(api.http_port, burn, statuses=("running",), timeout=15)
-    waiting = post_job(api.http_port, "/jobs/read", {"item_id": 3})  # queued behind it
+    waiting = post_job(api.http_port, "/jobs/burn", {"seconds": 1})  # queued behind it
+    read = post_job(api.http_port, "/jobs/read", {"item_id": 3})
+    assert poll_job(api.http_port, read)["worker"] == worker_name(w1)
     code, took = sigterm_and_time(w1, grace + 10)
     assert code == 0, f"surge-worker exited with {code}:\n{w1.stderr()[-3000:]}"
     assert took <= grace + 1, f"exit took {took:.2f} s with a {grace} s grace period"
@@ -578,13 +583,13 @@ def test_sigterm_mid_burn_requeues_and_another_worker_finishes(surge, redis):
     h = resp.hgetall(f"surge:job:{burn}")
     assert h["status"] == "queued" and h["attempts"] == "0", f"attempt counted: {h}"
     # Back at the head of the queue (the right end is taken first).
-    assert resp.call("LRANGE", "surge:queue", 0, -1) == [waiting, burn]
+    assert resp.call("LRANGE", "surge:queue:burn", 0, -1) == [waiting, burn]
     w2 = surge.worker()
     job = poll_job(api.http_port, burn, timeout=90)
     assert job["status"] == "succeeded", job
     assert job["worker"] == worker_name(w2) and job["attempts"] == 1, job
     assert job["result"]["wall_seconds"] >= 9.5, job
-    assert poll_job(api.http_port, waiting)["status"] == "succeeded"
+    assert poll_job(api.http_port, waiting, timeout=30)["status"] == "succeeded"
     print(f"\nSIGTERM mid-burn: worker exited 0 after {took:.2f} s (grace {grace} s)")
 
 
@@ -592,7 +597,7 @@ def test_sigterm_finishes_reads_in_flight_and_fetches_no_more(surge, redis, post
     """Reads held up by a table lock when SIGTERM comes are finished, within
     the grace period, and the worker takes nothing new meanwhile."""
     api = surge.api()
-    w = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=30, SURGE_WORKER_CONCURRENCY=4)
+    w = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=30, SURGE_WORKER_READ_CONCURRENCY=4)
     poll_until(lambda: readyz(w)[0] == 200, 15, what="the worker ready")
     resp = Resp(redis.port)
     with TableLock(postgres) as lock:
@@ -609,7 +614,7 @@ def test_sigterm_finishes_reads_in_flight_and_fetches_no_more(surge, redis, post
         # heartbeats of the draining worker with the later jobs there to take.
         wait_beats(resp, worker_name(w), 2)
         assert w.running(), "the worker left before its reads were done"
-        assert sorted(resp.call("LRANGE", "surge:queue", 0, -1)) == sorted(later), \
+        assert sorted(resp.call("LRANGE", "surge:queue:read", 0, -1)) == sorted(later), \
             "a stopping worker took new jobs"
         lock.release()
         code = w.wait_exit(30)
@@ -676,7 +681,7 @@ def test_api_sigterm_answers_requests_in_flight(surge, redis):
     assert not errors, errors
     assert sorted(r.status for r in answers) == [202] * 5, answers
     assert code == 0, f"surge-api exited with {code}:\n{api.stderr()[-3000:]}"
-    queued = resp.call("LRANGE", "surge:queue", 0, -1)
+    queued = resp.call("LRANGE", "surge:queue:read", 0, -1)
     assert sorted(queued) == sorted(json.loads(r.body)["id"] for r in answers)
 
 

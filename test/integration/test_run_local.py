@@ -178,7 +178,7 @@ def test_run_local_end_to_end(binaries):
         # redis, postmaster (+ its children), api, two workers
         assert len(pids) >= 5, pids
         out = run.output()
-        assert "curl" in out and "redis-cli" in out and "LLEN surge:queue" in out, out
+        assert "curl" in out and "redis-cli" in out and "LLEN surge:queue:burn" in out, out
         assert (run.data / "logs").is_dir(), "logs not in the data folder"
 
         job_id = post_job(run.api_port, "/jobs/read", {"item_id": 4242})

@@ -14,9 +14,9 @@ def test_items_seeded_as_documented(postgres):
 
 def test_redis_append_only_survives_restart(redis):
     assert redis.cli("CONFIG", "GET", "appendonly").split("\n") == ["appendonly", "yes"]
-    redis.cli("RPUSH", "surge:queue", "a", "b")
+    redis.cli("RPUSH", "surge:queue:read", "a", "b")
     port = redis.port
     redis.stop()
     redis.start()
     assert redis.port == port
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == ["a", "b"]
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == ["a", "b"]

@@ -76,10 +76,14 @@ def config_c() -> str:
 
 
 def binary_variables() -> set:
-    """The SURGE_ variables the binaries read: the string literals of common/config.c."""
-    names = set(re.findall(r'"(SURGE_[A-Z0-9_]+)"', config_c()))
+    """The SURGE_ variables the binaries read: the string literals of common/config.c,
+    less the retired ones (K_RETIRED), which the binaries refuse."""
+    text = config_c()
+    names = set(re.findall(r'"(SURGE_[A-Z0-9_]+)"', text))
     assert names, "no \"SURGE_...\" literal in common/config.c"
-    return names
+    retired = set(re.findall(r'\{\s*"(SURGE_[A-Z0-9_]+)",[^{}]*?\bK_RETIRED\b', text))
+    assert "SURGE_WORKER_CONCURRENCY" in retired, "the retired variables are not found in config.c"
+    return names - retired
 
 
 # Read by the binaries but provided by Secrets, never by the ConfigMap.

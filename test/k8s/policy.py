@@ -305,9 +305,12 @@ def check_single_autoscaler(objs):
 
 def check_burn_scales(objs):
     """One burn (one full core) drives the worker far past its CPU target: at
-    least twice the target utilisation; and the CPU limit lets a burn use a
-    full core."""
+    least twice the target utilisation; and the CPU limit lets each of the
+    burns a worker runs at once (SURGE_WORKER_BURN_CONCURRENCY) use a full
+    core."""
     bad = []
+    cm = (configmap(objs) or {}).get("data") or {}
+    burns = int(cm.get("SURGE_WORKER_BURN_CONCURRENCY", "1"))
     targets = []
     for o in objs:
         if o.get("kind") == "HorizontalPodAutoscaler":
@@ -331,8 +334,9 @@ def check_burn_scales(objs):
             res = c.get("resources") or {}
             req = cpu_millis((res.get("requests") or {}).get("cpu", "0"))
             lim = cpu_millis((res.get("limits") or {}).get("cpu", "0"))
-            if lim < 1000:
-                bad.append(f"{ref(dep[0])}: CPU limit {lim}m keeps a burn below one core")
+            if lim < 1000 * burns:
+                bad.append(f"{ref(dep[0])}: CPU limit {lim}m keeps {burns} burn(s) at once "
+                           "below one core each")
             if req <= 0 or 100 * 1000 / req < 2 * util:
                 bad.append(f"{ref(dep[0])}: one burn reads as {100 * 1000 // max(req, 1)} % "
                            f"of the {req}m request, not far past the {util} % target")
@@ -457,10 +461,13 @@ def check_no_secrets(objs):
             for o in objs if o.get("kind") == "Secret"]
 
 
-def queue_key_suffix(job_c):
-    """The queue key's suffix as common/job.c builds it: "%squeue" -> "queue"."""
-    m = re.search(r'queue_key\s*,[^;]*?"%s([A-Za-z0-9:_-]+)"', job_c)
-    return m.group(1) if m else None
+def burn_queue_key_suffix(job_src):
+    """The burn queue's name after the prefix, as common/job.c builds it from
+    its queue prefix ("%squeue:") and the name job.h gives JOB_BURN ("burn"):
+    "queue:burn". job_src: the text of job.h and job.c."""
+    m = re.search(r'queue_prefix\s*,[^;]*?"%s([A-Za-z0-9:_-]+)"', job_src)
+    t = re.search(r'X\(JOB_BURN,\s*"([a-z]+)"\)', job_src)
+    return m.group(1) + t.group(1) if m and t else None
 
 
 def default_prefix(config_c):
@@ -468,13 +475,14 @@ def default_prefix(config_c):
     return m.group(1) if m else None
 
 
-def check_keda_list_name(objs, config_c, job_c):
-    """Every KEDA redis trigger watches the list the binaries push to:
-    SURGE_KEY_PREFIX (ConfigMap, else the default in config.c) + "queue"."""
+def check_keda_list_name(objs, config_c, job_src):
+    """Every KEDA redis trigger watches the list the binaries push burns to:
+    SURGE_KEY_PREFIX (ConfigMap, else the default in config.c) + "queue:burn".
+    The workers scale on burns; reads are no reason to add workers."""
     bad = []
-    suffix = queue_key_suffix(job_c)
+    suffix = burn_queue_key_suffix(job_src)
     if suffix is None:
-        return ["cannot find how common/job.c builds the queue key"]
+        return ["cannot find how common/job.c builds the burn queue's key"]
     cm = configmap(objs)
     prefix = ((cm or {}).get("data") or {}).get("SURGE_KEY_PREFIX", default_prefix(config_c))
     triggers = [(o, t) for o in objs if o.get("kind") == "ScaledObject"
@@ -482,5 +490,5 @@ def check_keda_list_name(objs, config_c, job_c):
     for so, t in triggers:
         name = t["metadata"].get("listName")
         if name != f"{prefix}{suffix}":
-            bad.append(f"{ref(so)}: listName {name!r} is not the queue {prefix}{suffix!s}")
+            bad.append(f"{ref(so)}: listName {name!r} is not the burn queue {prefix}{suffix!s}")
     return bad

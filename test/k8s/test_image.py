@@ -301,15 +301,22 @@ def test_read_job_end_to_end(objs, stack, redis):
     api = stack["start"]("surge-api", stack["api_env"])
     base = f"http://127.0.0.1:{stack['ports']['api_http']}"
 
-    # Enqueued with no worker running: the job waits on the list KEDA watches,
-    # and KEDA's user can read its length (and nothing else).
+    # Enqueued with no worker running, each job waits on the queue of its
+    # type: the burn on the list KEDA watches, whose length KEDA's user can
+    # read (and nothing else), the read on its own queue, no trigger.
     status, headers, body = http("POST", f"{base}/jobs/read", {"item_id": 42})
     assert status == 202, body
     job = json.loads(body)
     assert job["status"] == "queued" and headers["Location"] == f"/jobs/{job['id']}"
+    status, _, body = http("POST", f"{base}/jobs/burn", {"seconds": 1})
+    assert status == 202, body
+    burn_id = json.loads(body)["id"]
     so = one(render("keda/kind"), "ScaledObject", "surge-worker")
     list_name = next(t for t in so["spec"]["triggers"] if t["type"] == "redis")["metadata"]["listName"]
+    assert list_name == "surge:queue:burn"
     assert redis["cli"]("keda", "LLEN", list_name) == "1"
+    assert redis["cli"]("api", "LLEN", "surge:queue:read") == "1"
+    assert "NOPERM" in redis["cli"]("keda", "LLEN", "surge:queue:read")
     assert "NOPERM" in redis["cli"]("keda", "LPUSH", list_name, "x")
     assert "NOPERM" in redis["cli"]("keda", "HGETALL", f"surge:job:{job['id']}")
     assert "NOPERM" in redis["cli"]("api", "FLUSHALL")
@@ -324,19 +331,15 @@ def test_read_job_end_to_end(objs, stack, redis):
     done = wait_for("the read job", finished, timeout=60, interval=0.5)
     assert done["status"] == "succeeded", done
     assert done["result"]["id"] == 42 and done["result"]["name"] == "item-42", done
-    assert redis["cli"]("keda", "LLEN", list_name) == "0"
 
-    # A short burn runs too.
-    status, _, body = http("POST", f"{base}/jobs/burn", {"seconds": 1})
-    assert status == 202, body
-    burn_id = json.loads(body)["id"]
-
+    # The burn runs too, and leaves the queue KEDA watches empty.
     def burned():
         j = json.loads(http("GET", f"{base}/jobs/{burn_id}")[2])
         return j if j["status"] in ("succeeded", "failed", "dead") else None
     done = wait_for("the burn job", burned, timeout=60, interval=0.5)
     assert done["status"] == "succeeded", done
     assert done["result"]["seconds_requested"] == 1
+    assert redis["cli"]("keda", "LLEN", list_name) == "0"
 
     # The containers ran as the manifests say: user, read-only root, no capabilities.
     for name in (api, worker):

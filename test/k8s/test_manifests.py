@@ -243,7 +243,7 @@ def test_redis_acl_users(rendered):
         assert "nopass" not in rules and "allkeys" not in rules and "~*" not in rules
         keys = [r for r in rules if "~" in r and r != "resetkeys"]
         if name == "keda":
-            assert keys == [f"%R~{prefix}queue"]
+            assert keys == [f"%R~{prefix}queue:burn"]
         else:
             assert keys == [f"~{prefix}*"]
     base = lambda cmds: {c.split("|")[0] for c in cmds}     # noqa: E731

@@ -10,9 +10,11 @@ from conftest import (IMAGE_VERSION, ROOT, SECRET_VARIABLES, TARGETS, binary_var
 
 
 def job_c():
-    path = ROOT / "common" / "job.c"
-    assert path.exists(), "common/job.c is missing: the KEDA listName is checked against it"
-    return path.read_text()
+    """common/job.h and job.c: the KEDA listName is checked against them."""
+    paths = [ROOT / "common" / "job.h", ROOT / "common" / "job.c"]
+    for path in paths:
+        assert path.exists(), f"{path} is missing: the KEDA listName is checked against it"
+    return "\n".join(p.read_text() for p in paths)
 
 
 CHECKS = {
@@ -119,6 +121,21 @@ def break_burn_request(objs):
     c["resources"]["requests"]["cpu"] = "1"
 
 
+def break_burns_past_the_limit(objs):
+    P.configmap(objs)["data"]["SURGE_WORKER_BURN_CONCURRENCY"] = "2"
+
+
+def break_retired_variable(objs):
+    P.configmap(objs)["data"]["SURGE_WORKER_CONCURRENCY"] = "1"
+
+
+def break_list_name_read_queue(objs):
+    so = one(objs, "ScaledObject", "surge-worker")
+    for t in so["spec"]["triggers"]:
+        if t["type"] == "redis":
+            t["metadata"]["listName"] = "surge:queue:read"
+
+
 def break_drain(objs):
     _, spec, _ = container(objs, "surge-worker")
     spec["terminationGracePeriodSeconds"] = 60
@@ -184,15 +201,18 @@ BROKEN = [
     ("single_autoscaler", "keda", break_two_autoscalers),
     ("burn_scales", "k8s", break_burn_request),
     ("burn_scales", "keda", break_burn_request),
+    ("burn_scales", "k8s", break_burns_past_the_limit),
     ("drain", "k8s", break_drain),
     ("selectors", "k8s", break_service_selector),
     ("selectors", "k8s", break_netpol_selector),
     ("configmap", "k8s", break_configmap_missing),
     ("configmap", "k8s", break_configmap_extra),
     ("configmap", "k8s", break_secret_literal),
+    ("configmap", "k8s", break_retired_variable),
     ("no_secrets", "k8s", break_secret_rendered),
     ("keda_list_name", "keda", break_list_name),
     ("keda_list_name", "keda", break_prefix),
+    ("keda_list_name", "keda", break_list_name_read_queue),
 ]
 
 

@@ -134,7 +134,8 @@ def test_deploy_makes_and_applies_the_secrets_a_cluster_lacks(fake, tmp_path):
 
 
 class Metrics(http.server.BaseHTTPRequestHandler):
-    body = (b"# TYPE surge_queue_depth gauge\nsurge_queue_depth 17\n"
+    body = (b"# TYPE surge_queue_depth gauge\nsurge_queue_depth{type=\"read\"} 3\n"
+            b"surge_queue_depth{type=\"burn\"} 14\n"
             b"# TYPE surge_retry_depth gauge\nsurge_retry_depth 2\n"
             b"# TYPE surge_dead_depth gauge\nsurge_dead_depth 1\n")
 
@@ -170,6 +171,7 @@ def test_kube_source_reads_replicas_hpa_cpu_and_queue(fake):
     assert s["cpu_cores"] == pytest.approx(3.498)
     assert s["cpu_request_cores"] == pytest.approx(1.0)
     assert (s["queue"], s["retry"], s["dead_list"]) == (17, 2, 1)
+    assert (s["queue_read"], s["queue_burn"]) == (3, 14)
 
 
 @pytest.mark.parametrize("q,cores", [("250m", 0.25), ("1", 1.0), ("2.5", 2.5), ("1500000n", 0.0015),
@@ -239,7 +241,7 @@ def test_recorder_waits_out_a_503_while_redis_is_away(tmp_path):
     assert any(l.startswith("sample skipped: GET /jobs/") and "503" in l for l in lines), lines
     assert fig["accepted"] == 4 and fig["lost"] == 0 and fig["succeeded"] == 4
     jobs = (folder / "jobs.csv").read_text().splitlines()
-    assert jobs[0] == "id,type,state,attempts,worker" and len(jobs) == 5
+    assert jobs[0] == "id,type,state,attempts,worker,latency_seconds" and len(jobs) == 5
     assert sorted(l.split(",")[1] for l in jobs[1:]) == ["burn", "burn", "burn", "read"]
     assert all(l.split(",")[2] == "succeeded" for l in jobs[1:])
 

@@ -129,8 +129,8 @@ def live(tmp_path_factory, postgres):
         # A second api that cannot reach Redis: its POSTs answer 503.
         bad_api = surge.api(SURGE_REDIS_URL=f"redis://127.0.0.1:{helpers.free_port()}/0",
                             SURGE_REDIS_TIMEOUT_MS=200)
-        w1 = surge.worker(SURGE_WORKER_CONCURRENCY=2)
-        w2 = surge.worker(SURGE_WORKER_CONCURRENCY=2)
+        w1 = surge.worker(SURGE_WORKER_BURN_CONCURRENCY=2)
+        w2 = surge.worker(SURGE_WORKER_BURN_CONCURRENCY=2)
         # A worker whose PostgreSQL role may not read the items: the reads it
         # takes fail (database_error) and, with one attempt, die.
         w3 = surge.worker(SURGE_PG_DSN=postgres.noread_dsn, SURGE_MAX_ATTEMPTS=1)

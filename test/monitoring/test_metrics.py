@@ -59,10 +59,12 @@ def documented_metrics():
     return found
 
 
-API_ONLY = {"surge_jobs_enqueued_total", "surge_http_connections",
-            "surge_http_connections_refused_total", "surge_http_accept_errors_total"}
+API_ONLY = {"surge_jobs_enqueued_total"}
 BOTH = {"surge_http_requests_total", "surge_http_request_duration_seconds", "surge_dependency_up",
-        "surge_queue_depth", "surge_retry_depth", "surge_dead_depth"}
+        "surge_queue_depth", "surge_retry_depth", "surge_dead_depth", "surge_http_connections",
+        "surge_http_connections_refused_total", "surge_http_accept_errors_total"}
+# The HTTP servers each binary runs, as the connection metrics label them.
+SERVERS = {"api": {"api", "admin"}, "worker": {"admin"}}
 
 
 def test_every_documented_metric_is_exported(surge):
@@ -79,6 +81,12 @@ def test_every_documented_metric_is_exported(surge):
             assert samples, f"{name} has no sample on the {w}"
             for n, l in samples:
                 assert set(l) - {"le"} == labels, f"{w} {n} labels {sorted(l)}, documented {sorted(labels)}"
+    for w in ("api", "worker"):
+        samples = promtext.parse(texts[w])
+        servers = {l["server"] for n, l, _ in samples if n == "surge_http_connections"}
+        assert servers == SERVERS[w], f"{w}: surge_http_connections of {sorted(servers)}"
+        types = {l["type"] for n, l, _ in samples if n == "surge_queue_depth"}
+        assert types == {"read", "burn"}, f"{w}: surge_queue_depth of {sorted(types)}"
     for w in ("api", "worker"):
         fams = promtext.families(texts[w])
         for p in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",

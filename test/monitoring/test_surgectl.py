@@ -121,7 +121,7 @@ def test_submit_sends_an_idempotency_key(surge, redis):
     assert r.returncode == 0 and r.stdout.strip() == first, (r.stdout, r.stderr)
     r = run(*addr(api), "submit", "read", "--item-id", "4", "--no-wait", "--idempotency-key", key)
     assert r.returncode == 1 and "idempotency_key_reused" in r.stderr, r.stderr
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [first]
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [first]
 
 
 def test_submit_sends_again_after_a_503_and_makes_one_job(surge, redis):
@@ -145,7 +145,7 @@ def test_submit_sends_again_after_a_503_and_makes_one_job(surge, redis):
     assert p.returncode == 0, err
     assert "503" in err and "same Idempotency-Key" in err, err
     job_id = out.strip()
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [job_id], err
+    assert redis.lines("LRANGE", "surge:queue:burn", 0, -1) == [job_id], err
 
 
 def test_submit_reports_what_the_api_refuses(surge):
@@ -175,34 +175,39 @@ def as_worker_user(redis):
 def test_stats_and_inspect(surge, redis, user):
     url = as_worker_user(redis) if user == "worker" else redis.url
     api = surge.api()
-    w = surge.worker(SURGE_WORKER_CONCURRENCY=1)
+    w = surge.worker(SURGE_WORKER_BURN_CONCURRENCY=1, SURGE_WORKER_READ_CONCURRENCY=3)
     helpers.wait_for(lambda: redis.lines("KEYS", "surge:worker:*"), 10, message="a heartbeat")
     burn = helpers.post_job(api.http_port, "/jobs/burn", {"seconds": 3})
-    waiting = [helpers.post_job(api.http_port, "/jobs/read", {"item_id": i}) for i in (1, 2)]
     helpers.poll_job(api.http_port, burn, statuses=("running",), timeout=10)
+    waiting = [helpers.post_job(api.http_port, "/jobs/burn", {"seconds": 1}) for _ in (1, 2)]
     # The heartbeat says what the worker holds at its next beat (every second).
-    helpers.wait_for(lambda: any('"in_flight":1' in redis.cli("GET", k)
+    helpers.wait_for(lambda: any('"in_flight":{"read":0,"burn":1}' in redis.cli("GET", k)
                                  for k in redis.lines("KEYS", "surge:worker:*")), 5,
                      message="the heartbeat to show the burn")
     r = run(*addr(api), "--redis", url, "stats", "--once", "--json",
             "--metrics", f"127.0.0.1:{api.admin_port},127.0.0.1:{w.admin_port}")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["queue"] == 2 and s["processing"] == 1 and s["workers"] == 1
+    assert s["queue"] == 2 and s["queues"] == {"read": 0, "burn": 2}
+    assert s["processing"] == 1 and s["workers"] == 1
     assert s["dead"] == 0 and s["metrics_reached"] == 2
     if user == "default":
-        assert s["in_flight"] == 1 and s["concurrency"] == 1
+        assert s["in_flight"] == {"read": 0, "burn": 1}
+        assert s["concurrency"] == {"read": 3, "burn": 1}
     else:  # the worker user may not GET: the heartbeats are counted, not read
         assert s["in_flight"] is None and s["concurrency"] is None
     r = run(*addr(api), "--redis", url, "stats", "--count", "2", "--interval", "0.3",
             "--metrics", f"127.0.0.1:{w.admin_port}")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert "queue" in lines[0] and "done/s" in lines[0] and len(lines) == 3
-    assert ("1/1" if user == "default" else "n/a") in lines[1], lines
+    assert "read q" in lines[0] and "burn q" in lines[0] and "done/s" in lines[0] and len(lines) == 3
+    if user == "default":
+        assert " 0/3 " in lines[1] and " 1/1 " in lines[1], lines
+    else:
+        assert "n/a" in lines[1], lines
     r = run(*addr(api), "--redis", url, "inspect", waiting[-1])
     assert r.returncode == 0, r.stderr
-    assert "status    queued" in r.stdout and "surge:queue, 2 from the end" in r.stdout
+    assert "status    queued" in r.stdout and "surge:queue:burn, 2 from the end" in r.stdout
     r = run(*addr(api), "--redis", url, "inspect", burn)
     assert r.returncode == 0, r.stderr
     assert "status    running" in r.stdout and f"surge:processing:" in r.stdout and "is alive" in r.stdout
@@ -214,10 +219,11 @@ def test_stats_and_inspect(surge, redis, user):
 def test_requeue_dead_moves_atomically_and_resets(surge, redis, user):
     url = as_worker_user(redis) if user == "worker" else redis.url
     api = surge.api()
-    ids = [helpers.post_job(api.http_port, "/jobs/read", {"item_id": i}) for i in (3, 4, 5)]
+    ids = [helpers.post_job(api.http_port, "/jobs/read", {"item_id": i}) for i in (3, 4)]
+    ids.append(helpers.post_job(api.http_port, "/jobs/burn", {"seconds": 1}))
     # Make them dead as a worker would: off the queue, on the dead list.
-    for i in ids:
-        redis.cli("LMOVE", "surge:queue", "surge:dead", "RIGHT", "LEFT")
+    for i, q in zip(ids, ("read", "read", "burn")):
+        redis.cli("LMOVE", f"surge:queue:{q}", "surge:dead", "RIGHT", "LEFT")
         redis.cli("HSET", f"surge:job:{i}", "status", "dead", "attempts", "5",
                   "error", '{"code":"pg_unavailable","message":"x"}', "finished_at", "2026-01-01T00:00:00.000Z")
         redis.cli("EXPIRE", f"surge:job:{i}", "86400")
@@ -227,9 +233,12 @@ def test_requeue_dead_moves_atomically_and_resets(surge, redis, user):
     assert redis.cli("LLEN", "surge:dead") == "4"
     r = run("--redis", url, "requeue-dead", "--limit", "2")
     assert r.returncode == 0 and "requeued 2 job(s)" in r.stdout, r.stdout
-    assert redis.lines("LRANGE", "surge:queue", 0, -1) == [ids[1], ids[0]]
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [ids[1], ids[0]]
     r = run("--redis", url, "requeue-dead")
     assert "requeued 1 job(s)" in r.stdout and "1 dead id(s) have no job data left" in r.stdout
+    # Each back on the queue of its own type.
+    assert redis.lines("LRANGE", "surge:queue:burn", 0, -1) == [ids[2]]
+    assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [ids[1], ids[0]]
     assert redis.lines("LRANGE", "surge:dead", 0, -1) == ["01EXPIREDEXPIREDEXPIREDEXP"]
     for i in ids:
         h = redis.hgetall(f"surge:job:{i}")
@@ -249,8 +258,7 @@ def test_load_is_bounded_and_reports(surge, redis):
     assert r.returncode == 0, r.stderr
     assert "sent 30, accepted 30" in r.stdout, r.stdout
     assert "p99" in r.stdout and "30/30 sent" in r.stderr
-    assert int(redis.cli("LLEN", "surge:queue")) == 30
-    kinds = [redis.hgetall(f"surge:job:{i}")["type"] for i in redis.lines("LRANGE", "surge:queue", 0, -1)]
-    assert 0 < kinds.count("burn") < 30
+    reads, burns = (int(redis.cli("LLEN", f"surge:queue:{t}")) for t in ("read", "burn"))
+    assert reads + burns == 30 and 0 < burns < 30, (reads, burns)
     r = run(*addr(api), "load", "--rate", "20", "--duration", "0.5")
     assert "sent 10, accepted 10" in r.stdout

@@ -78,7 +78,8 @@ START_TEST(defaults_match_the_documented_table)
     ck_assert_str_eq(cfg.bind_address, "0.0.0.0");
     ck_assert_int_eq(cfg.http_port, 8080);
     ck_assert_int_eq(cfg.admin_port, 9090);
-    ck_assert_int_eq(cfg.worker_concurrency, 4);
+    ck_assert_int_eq(cfg.burn_concurrency, 1);
+    ck_assert_int_eq(cfg.read_concurrency, 4);
     ck_assert_int_eq(cfg.burn_default_seconds, 180);
     ck_assert_int_eq(cfg.burn_max_seconds, 600);
     ck_assert_int_eq(cfg.max_attempts, 5);
@@ -103,7 +104,8 @@ START_TEST(values_from_the_environment_are_used)
     env_clear();
     env_set("SURGE_HTTP_PORT", "18080");
     env_set("SURGE_ADMIN_PORT", "19090");
-    env_set("SURGE_WORKER_CONCURRENCY", "16");
+    env_set("SURGE_WORKER_BURN_CONCURRENCY", "3");
+    env_set("SURGE_WORKER_READ_CONCURRENCY", "16");
     env_set("SURGE_BURN_DEFAULT_SECONDS", "2");
     env_set("SURGE_BURN_MAX_SECONDS", "30");
     env_set("SURGE_REDIS_USERNAME", "app");
@@ -114,7 +116,8 @@ START_TEST(values_from_the_environment_are_used)
     ck_assert_int_eq(cfg_load(&cfg, fake_getenv, err, sizeof err), 0);
     ck_assert_int_eq(cfg.http_port, 18080);
     ck_assert_int_eq(cfg.admin_port, 19090);
-    ck_assert_int_eq(cfg.worker_concurrency, 16);
+    ck_assert_int_eq(cfg.burn_concurrency, 3);
+    ck_assert_int_eq(cfg.read_concurrency, 16);
     ck_assert_int_eq(cfg.burn_default_seconds, 2);
     ck_assert_int_eq(cfg.burn_max_seconds, 30);
     ck_assert_str_eq(cfg.redis_username, "app");
@@ -136,7 +139,8 @@ static const struct {
     {"SURGE_REDIS_TIMEOUT_MS", 10, 60000},
     {"SURGE_HTTP_PORT", 1, 65535},
     {"SURGE_ADMIN_PORT", 1, 65535},
-    {"SURGE_WORKER_CONCURRENCY", 1, 256},
+    {"SURGE_WORKER_BURN_CONCURRENCY", 1, 256},
+    {"SURGE_WORKER_READ_CONCURRENCY", 1, 256},
     {"SURGE_BURN_DEFAULT_SECONDS", 1, 86400},
     {"SURGE_BURN_MAX_SECONDS", 1, 86400},
     {"SURGE_MAX_ATTEMPTS", 1, 100},
@@ -411,6 +415,32 @@ START_TEST(burn_default_above_max_is_refused)
 }
 END_TEST
 
+/* ---- a retired variable ---- */
+
+START_TEST(the_retired_concurrency_variable_is_refused_whatever_its_value)
+{
+    struct cfg cfg;
+    char err[512];
+    static const char *const values[] = {"4", "1", "", "many"};
+    for (size_t i = 0; i < ARRAY_LEN(values); i++) {
+        ck_assert_int_eq(load_one(&cfg, "SURGE_WORKER_CONCURRENCY", values[i], err, sizeof err),
+                         1);
+        char want[64];
+        snprintf(want, sizeof want, "SURGE_WORKER_CONCURRENCY: \"%s\" is no longer read: ",
+                 values[i]);
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "error line is \"%s\"", err);
+        ck_assert_ptr_nonnull(strstr(err, "SURGE_WORKER_BURN_CONCURRENCY"));
+        ck_assert_ptr_nonnull(strstr(err, "SURGE_WORKER_READ_CONCURRENCY"));
+        ck_assert_uint_eq(count_lines(err), 1);
+        cfg_free(&cfg);
+    }
+    /* Absent, it changes nothing: the defaults load. */
+    env_clear();
+    ck_assert_int_eq(cfg_load(&cfg, fake_getenv, err, sizeof err), 0);
+    cfg_free(&cfg);
+}
+END_TEST
+
 START_TEST(key_prefix_limits)
 {
     struct cfg cfg;
@@ -500,6 +530,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, every_bad_variable_is_reported);
     tcase_add_test(tc, small_or_missing_error_buffer);
     tcase_add_test(tc, burn_default_above_max_is_refused);
+    tcase_add_test(tc, the_retired_concurrency_variable_is_refused_whatever_its_value);
     tcase_add_test(tc, key_prefix_limits);
     tcase_add_loop_test(tc, key_prefix_characters, 0, (int)ARRAY_LEN(bad_prefixes));
     suite_add_tcase(s, tc);

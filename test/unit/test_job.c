@@ -305,7 +305,10 @@ START_TEST(default_key_names)
 {
     /* A fresh process (Check forks each test) that never set a prefix. */
     struct buf b = {0};
-    ck_assert_str_eq(key_queue(), "surge:queue");
+    ck_assert_str_eq(key_queue(JOB_READ), "surge:queue:read");
+    ck_assert_str_eq(key_queue(JOB_BURN), "surge:queue:burn");
+    ck_assert_str_eq(key_queue_prefix(), "surge:queue:");
+    ck_assert_str_eq(key_shared_queue(), "surge:queue");
     ck_assert_str_eq(key_retry(), "surge:retry");
     ck_assert_str_eq(key_dead(), "surge:dead");
     ck_assert_str_eq(keys_prefix(), "surge:");
@@ -335,7 +338,10 @@ START_TEST(custom_prefix)
     struct buf b = {0};
     keys_set_prefix("x:");
     ck_assert_str_eq(keys_prefix(), "x:");
-    ck_assert_str_eq(key_queue(), "x:queue");
+    ck_assert_str_eq(key_queue(JOB_READ), "x:queue:read");
+    ck_assert_str_eq(key_queue(JOB_BURN), "x:queue:burn");
+    ck_assert_str_eq(key_queue_prefix(), "x:queue:");
+    ck_assert_str_eq(key_shared_queue(), "x:queue");
     ck_assert_str_eq(key_retry(), "x:retry");
     ck_assert_str_eq(key_dead(), "x:dead");
     key_job(&b, "01ARZ3NDEKTSV4RRFFQ69G5FAV");
@@ -350,7 +356,7 @@ START_TEST(custom_prefix)
 
     keys_set_prefix("surge:");
     ck_assert_str_eq(keys_prefix(), "surge:");
-    ck_assert_str_eq(key_queue(), "surge:queue");
+    ck_assert_str_eq(key_queue(JOB_BURN), "surge:queue:burn");
     ck_assert_str_eq(key_dead(), "surge:dead");
     key_job(&b, "ID");
     ck_assert_str_eq(b.data, "surge:job:ID");
@@ -366,11 +372,12 @@ START_TEST(empty_and_long_prefix)
     prefix[64] = '\0';
     keys_set_prefix(prefix);
     ck_assert_str_eq(keys_prefix(), prefix);
-    ck_assert_uint_eq(strlen(key_queue()), 64 + 5);
-    ck_assert_int_eq(strncmp(key_queue(), prefix, 64), 0);
-    ck_assert_str_eq(key_queue() + 64, "queue");
+    ck_assert_uint_eq(strlen(key_queue(JOB_READ)), 64 + 10);
+    ck_assert_int_eq(strncmp(key_queue(JOB_READ), prefix, 64), 0);
+    ck_assert_str_eq(key_queue(JOB_READ) + 64, "queue:read");
+    ck_assert_str_eq(key_shared_queue() + 64, "queue");
     keys_set_prefix("");
-    ck_assert_str_eq(key_queue(), "queue");
+    ck_assert_str_eq(key_queue(JOB_BURN), "queue:burn");
     keys_set_prefix("surge:");
 }
 END_TEST

@@ -63,7 +63,7 @@ def test_short_session_has_no_errors_or_definite_leaks(postgres, redis, tmp_path
     common = {"SURGE_REDIS_TIMEOUT_MS": 5000, "SURGE_SHUTDOWN_GRACE_SECONDS": 60,
               "SURGE_JOB_TIMEOUT_SECONDS": 60, "SURGE_MAX_BODY_BYTES": 1024}
     api = Valgrinded("surge-api", surge.env("surge-api", **common), tmp_path)
-    worker = Valgrinded("surge-worker", surge.env("surge-worker", SURGE_WORKER_CONCURRENCY=2,
+    worker = Valgrinded("surge-worker", surge.env("surge-worker", SURGE_WORKER_READ_CONCURRENCY=2,
                                                   SURGE_MAX_ATTEMPTS=5, **common), tmp_path)
     procs = [api, worker]
     try:
@@ -76,7 +76,7 @@ def test_short_session_has_no_errors_or_definite_leaks(postgres, redis, tmp_path
         burn = post_job(port, "/jobs/burn", {"seconds": 1})
         burn2 = post_job(port, "/jobs", {"type": "burn", "params": {"seconds": 1}})
         # A poison job: an id with no hash.
-        redis.cli("LPUSH", "surge:queue", "7ZZZZZZZZZZZZZZZZZZZZZZZZ9")
+        redis.cli("LPUSH", "surge:queue:read", "7ZZZZZZZZZZZZZZZZZZZZZZZZ9")
         assert_error(http(port, "POST", "/jobs", "{bad", timeout=30), 400, "bad_json")
         assert_error(http(port, "POST", "/jobs", {"type": "mine"}, timeout=30), 400,
                      "unknown_type")
@@ -100,15 +100,17 @@ def test_short_session_has_no_errors_or_definite_leaks(postgres, redis, tmp_path
                    + helpers.build_request("GET", "/jobs/nope"))
             assert c.read().status == 200 and c.read().status == 404
         # PostgreSQL away and back: the pool's broken-connection path; the
-        # worker takes no job meanwhile (its readiness says why) and the read
-        # posted then waits in the queue.
+        # worker takes no read meanwhile (its readiness says why), the read
+        # posted then waits in its queue, and a burn still runs.
         postgres.stop()
         try:
-            helpers.wait_for(lambda: "taking no job" in http(worker.admin_port, "GET", "/readyz",
-                                                             timeout=30).body.decode(),
-                             60, interval=0.25, message="the worker to stop taking jobs")
+            helpers.wait_for(lambda: "taking no read job" in http(
+                worker.admin_port, "GET", "/readyz", timeout=30).body.decode(),
+                60, interval=0.25, message="the worker to stop taking reads")
             during = post_job(port, "/jobs/read", {"item_id": 43})
-            assert redis.lines("LRANGE", "surge:queue", 0, -1) == [during]
+            burn3 = post_job(port, "/jobs/burn", {"seconds": 1})
+            assert poll_job(port, burn3, timeout=90)["status"] == "succeeded"
+            assert redis.lines("LRANGE", "surge:queue:read", 0, -1) == [during]
         finally:
             postgres.start()
         job = poll_job(port, during, statuses=("succeeded", "dead"), timeout=90)

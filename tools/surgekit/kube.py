@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import promtext
+from . import promtext, stats
 from .api import Http
 
 NAMESPACE = "surge"
@@ -446,17 +446,20 @@ class KubeSource:
         return total, pods
 
     def queue(self):
+        """({type: ids waiting on its queue}, retry set, dead list)."""
         _, _, body = self.admin.request("GET", "/metrics")
         samples = promtext.parse(body.decode(errors="replace"))
-        get = lambda n: int(promtext.total(samples, n))
-        return get("surge_queue_depth"), get("surge_retry_depth"), get("surge_dead_depth")
+        get = lambda n, **m: int(promtext.total(samples, n, **m))  # noqa: E731
+        queues = {t: get("surge_queue_depth", type=t) for t in stats.JOB_TYPES}
+        return queues, get("surge_retry_depth"), get("surge_dead_depth")
 
     def sample(self):
         current, ready, desired = self.replicas()
         cpu, pods = self.cpu()
-        q, retry, dead = self.queue()
+        queues, retry, dead = self.queue()
         return {
-            "queue": q, "retry": retry, "dead_list": dead,
+            "queue": sum(queues.values()), "queue_read": queues["read"], "queue_burn": queues["burn"],
+            "retry": retry, "dead_list": dead,
             "replicas": current, "replicas_desired": desired,
             "cpu_cores": cpu, "cpu_request_cores": (self.request_cores * current) if self.request_cores else None,
             "ready": ready,

@@ -32,6 +32,15 @@ def is_final(job):
     return False
 
 
+def iso_seconds(ts):
+    """Seconds since the epoch of the api's timestamps (2026-11-25T19:42:03.123Z), or None."""
+    try:
+        t = _dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+    return t.timestamp()
+
+
 class JobTracker:
     """Follows the jobs of the burst through GET /jobs/{id}."""
 
@@ -41,6 +50,7 @@ class JobTracker:
         self.order = []
         self.cursor = 0
         self.seen = {}       # id -> (type, attempts, worker) as last answered
+        self.latency = {}    # id -> seconds from its created_at to its finished_at, once final
 
     def add(self, job_id, job_type=""):
         self.state[job_id] = "queued"
@@ -56,6 +66,9 @@ class JobTracker:
             return
         if is_final(job):
             self.state[job_id] = job["status"]
+            created, finished = iso_seconds(job.get("created_at")), iso_seconds(job.get("finished_at"))
+            if created is not None and finished is not None:
+                self.latency[job_id] = finished - created
         else:
             self.state[job_id] = "retrying" if job.get("status") == "failed" else job.get("status", "?")
         self.seen[job_id] = (job.get("type") or self.seen[job_id][0], job.get("attempts"), job.get("worker"))
@@ -64,7 +77,8 @@ class JobTracker:
         """One row per job of the burst, in submission order: id, type,
         state, attempts, worker (as last answered by the api)."""
         return [{"id": i, "type": self.seen[i][0], "state": self.state[i],
-                 "attempts": self.seen[i][1], "worker": self.seen[i][2]} for i in self.order]
+                 "attempts": self.seen[i][1], "worker": self.seen[i][2],
+                 "latency_seconds": self.latency.get(i)} for i in self.order]
 
     def pending(self):
         return [i for i in self.order if self.state[i] not in FINAL]
@@ -128,7 +142,8 @@ class LocalSource:
     def sample(self):
         snap = stats.snapshot(self.redis, self.prefix)
         return {
-            "queue": snap["queue"], "retry": snap["retry"], "dead_list": snap["dead"],
+            "queue": snap["queue"], "queue_read": snap["queues"]["read"],
+            "queue_burn": snap["queues"]["burn"], "retry": snap["retry"], "dead_list": snap["dead"],
             "replicas": snap["workers"], "replicas_desired": None,
             "cpu_cores": self.cpu_cores(), "cpu_request_cores": None,
             "processing": snap["processing"],
@@ -160,7 +175,10 @@ def live_line(s, total):
         cpu = f"{s['cpu_cores']:5.2f} cores"
         if s.get("cpu_request_cores"):
             cpu += f" ({s['cpu_cores'] / s['cpu_request_cores'] * 100:4.0f} % of request)"
-    return (f"{report.fmt_t(s['t_seconds']):>6}  queue {s['queue']:4d}  running {s['running']:3d}  "
+    by_type = ""
+    if s.get("queue_burn") is not None and s.get("queue_read") is not None:
+        by_type = f" (burn {s['queue_burn']:4d}, read {s['queue_read']:3d})"
+    return (f"{report.fmt_t(s['t_seconds']):>6}  queue {s['queue']:4d}{by_type}  running {s['running']:3d}  "
             f"replicas {rep:<14} CPU {cpu}  done {s['done']}/{total}")
 
 
@@ -261,10 +279,11 @@ def record(source, api, plan, *, interval=5.0, out_dir, title, target, max_secon
 
     report.write_csv(out_dir / "timeline.csv", samples)
     report.write_jobs_csv(out_dir / "jobs.csv", tracker.rows())
-    # The chart and the figures come from the CSV as written, so that
-    # `surge-demo report` redraws them identically from it.
+    # The chart and the figures come from the CSVs as written, so that
+    # `surge-demo report` redraws them identically from them.
     samples = report.read_csv(out_dir / "timeline.csv")
-    fig = report.summarize(samples, accepted, final)
+    fig = report.summarize(samples, accepted, final,
+                           read_latency=report.read_latency(report.read_jobs_csv(out_dir / "jobs.csv")))
     fig["rejected"] = len(rejected)
     when = started.strftime("%Y-%m-%d %H:%M:%S UTC")
     sub = f"{when} · {target} · {accepted} jobs"
@@ -300,7 +319,9 @@ def regenerate(folder, title=None):
     folder = Path(folder)
     samples = report.read_csv(folder / "timeline.csv")
     run = json.loads((folder / "run.json").read_text())
-    fig = report.summarize(samples, run["figures"]["accepted"], run["final_states"])
+    jobs = report.read_jobs_csv(folder / "jobs.csv") if (folder / "jobs.csv").exists() else []
+    fig = report.summarize(samples, run["figures"]["accepted"], run["final_states"],
+                           read_latency=report.read_latency(jobs))
     meta = run["meta"]
     if title:
         meta["title"] = title

@@ -8,9 +8,10 @@ COLUMNS = [
     "t_seconds", "time_utc", "queue", "running", "retry", "dead_list",
     "replicas", "replicas_desired", "cpu_cores", "cpu_request_cores",
     "submitted", "done", "succeeded", "failed", "dead",
+    "queue_read", "queue_burn",   # queue is their sum; empty in reports made before the split
 ]
 INT_COLUMNS = {"queue", "running", "retry", "dead_list", "replicas", "replicas_desired",
-               "submitted", "done", "succeeded", "failed", "dead"}
+               "submitted", "done", "succeeded", "failed", "dead", "queue_read", "queue_burn"}
 
 
 # ---------------------------------------------------------------- CSV
@@ -31,7 +32,7 @@ def write_csv(path, samples):
             w.writerow([_cell(s.get(c)) for c in COLUMNS])
 
 
-JOB_COLUMNS = ["id", "type", "state", "attempts", "worker"]
+JOB_COLUMNS = ["id", "type", "state", "attempts", "worker", "latency_seconds"]
 
 
 def write_jobs_csv(path, rows):
@@ -42,6 +43,16 @@ def write_jobs_csv(path, rows):
         w.writerow(JOB_COLUMNS)
         for r in rows:
             w.writerow([_cell(r.get(c)) for c in JOB_COLUMNS])
+
+
+def read_jobs_csv(path):
+    """The rows of jobs.csv; latency_seconds is a float or None."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        v = r.get("latency_seconds") or ""
+        r["latency_seconds"] = float(v) if v else None
+    return rows
 
 
 def read_csv(path):
@@ -72,11 +83,36 @@ def _first(samples, pred, after=-1.0):
     return None
 
 
-def summarize(samples, accepted, final_counts=None, drained_expected=True):
+def percentile(sorted_values, p):
+    """The nearest-rank p-th percentile (0 < p <= 100) of sorted values."""
+    k = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[k - 1]
+
+
+def read_latency(job_rows):
+    """{n, p50, p99, max} in seconds of the burst's read jobs that finished:
+    from each job's own created_at (the api accepted it) to its finished_at
+    (its outcome was written); None without any."""
+    lat = sorted(r["latency_seconds"] for r in job_rows
+                 if r.get("type") == "read" and r.get("latency_seconds") is not None)
+    if not lat:
+        return None
+    return {"n": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": lat[-1]}
+
+
+def fmt_latency(lat):
+    if not lat:
+        return "no read finished"
+    return (f"p50 {lat['p50']:.3f} s, p99 {lat['p99']:.3f} s, max {lat['max']:.3f} s "
+            f"({lat['n']} reads)")
+
+
+def summarize(samples, accepted, final_counts=None, drained_expected=True, read_latency=None):
     """The figures of the summary, computed from the timeline.
 
     accepted: jobs the api answered 202 to; final_counts: the last complete
-    sweep of their states {succeeded, failed, dead, queued, running, missing}."""
+    sweep of their states {succeeded, failed, dead, queued, running, missing};
+    read_latency: what read_latency() made of jobs.csv."""
     if not samples:
         raise ValueError("no sample was recorded")
     first = samples[0]
@@ -127,6 +163,7 @@ def summarize(samples, accepted, final_counts=None, drained_expected=True):
         "unfinished": in_flight,
         "missing": fc.get("missing", 0),
         "lost": lost,
+        "read_latency": read_latency,
         "drained_expected": drained_expected,
     }
 
@@ -172,6 +209,7 @@ def summary_markdown(fig, meta):
     if fig["unfinished"]:
         L.append(f"| Jobs still queued or running at the end | {fig['unfinished']} |")
     L.append(f"| **Jobs lost** | **{fig['lost']}** |")
+    L.append(f"| **Read latency during the burst** | **{fmt_latency(fig.get('read_latency'))}** |")
     L += ["", "## How these numbers are computed", "",
           "- Every figure comes from `timeline.csv` (one row per sample, "
           f"{fig['samples']} samples over {fmt_t(fig['duration'])}).",
@@ -181,6 +219,10 @@ def summary_markdown(fig, meta):
           "- *Jobs lost*: jobs accepted with 202 that are neither finished (succeeded, failed, dead) nor "
           "still queued or running, according to a final `GET /jobs/{id}` of every one of them "
           "(`jobs.csv` lists each job, its last state, attempts and worker).",
+          "- *Read latency during the burst*: for each read job of the burst, from its own `created_at` "
+          "(the api accepted it) to its `finished_at` (its result was written), as `GET /jobs/{id}` "
+          "gives them (`latency_seconds` in `jobs.csv`); nearest-rank percentiles. Reads have a queue "
+          "of their own, so they do not wait behind the burns.",
           ""]
     if meta.get("notes"):
         L += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
