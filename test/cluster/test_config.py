@@ -9,7 +9,8 @@ import time
 
 from clusterlib import DEV, NS, OPS, WORKER_SEL, is_ready, kc, kc_json, live, log, name, pods, rollout, wait_until
 
-KEY = "SURGE_WORKER_CONCURRENCY"
+KEY = "SURGE_WORKER_READ_CONCURRENCY"   # read jobs at once per worker: no effect on the HPA
+BEFORE, AFTER = 2, 3
 
 
 def set_and_restart(value, as_):
@@ -20,9 +21,9 @@ def set_and_restart(value, as_):
 
 
 def started_with(p):
-    """The concurrency a worker pod said it started with, from its log."""
+    """The read concurrency a worker pod said it started with, from its log."""
     out = kc("logs", name(p), "-n", NS, as_=DEV).stdout
-    m = re.search(r"surge-worker \S+: concurrency (\d+)", out)
+    m = re.search(r"surge-worker \S+: burn concurrency \d+, read concurrency (\d+)", out)
     return int(m.group(1)) if m else None
 
 
@@ -42,19 +43,20 @@ def workers_run_with(value, redis, since):
 def test_configmap_change_reaches_the_workers(at_rest):
     redis = at_rest
     before = kc_json("get", "configmap", "surge-config", "-n", NS, as_=OPS)["data"][KEY]
-    assert before == "1", f"{KEY} is {before!r} in the ConfigMap; the overlay sets 1"
+    assert before == str(BEFORE), f"{KEY} is {before!r} in the ConfigMap; the overlay sets {BEFORE}"
     since = utc_now()
     try:
-        log(f"ops: {KEY}=2 in the ConfigMap surge-config, then rollout restart deployment/surge-worker")
-        set_and_restart("2", OPS)
-        said = wait_until("the workers to run with concurrency 2",
-                          lambda: workers_run_with(2, redis, since), 180)
+        log(f"ops: {KEY}={AFTER} in the ConfigMap surge-config, then rollout restart deployment/surge-worker")
+        set_and_restart(str(AFTER), OPS)
+        said = wait_until(f"the workers to run with read concurrency {AFTER}",
+                          lambda: workers_run_with(AFTER, redis, since), 180)
         log(f"the running workers say: {said}")
     finally:
         since = utc_now()
-        log(f"ops: {KEY}=1 again, and restart")
+        log(f"ops: {KEY}={before} again, and restart")
         set_and_restart(before, OPS)
-    said = wait_until("the workers to run with concurrency 1 again", lambda: workers_run_with(1, redis, since), 180)
+    said = wait_until(f"the workers to run with read concurrency {BEFORE} again",
+                      lambda: workers_run_with(BEFORE, redis, since), 180)
     log(f"the running workers say: {said}")
 
 

@@ -467,3 +467,20 @@ def test_postgres_restart(scenario):
     (pg,) = need(scenario, "postgres")
     assert pg["new_uid"] != pg["old_uid"]
     assert not pg["drained_before"], "the burst drained before PostgreSQL restarted: make it longer"
+
+
+def test_reads_are_not_held_behind_the_burns(scenario, redis):
+    """docs/demo.md: the burns queue, the reads do not wait for them. Every
+    read of the burst has finished before the last burn of the burst was
+    even taken (times from the jobs' own hashes in Redis), and the report
+    says how long the reads took."""
+    (demo,) = need(scenario, "demo")
+    _, run, jobs = report(scenario)
+    line = demo.said("read latency during the burst:")
+    log(line or "surge-demo printed no read latency line")
+    assert line and run["figures"].get("read_latency"), run["figures"]
+    times = redis.pipeline([("HMGET", f"surge:job:{j['id']}", "type", "started_at", "finished_at") for j in jobs])
+    reads_done = max(f for t, _, f in times if t == "read")
+    last_burn_taken = max(s for t, s, _ in times if t == "burn")
+    log(f"last read finished {reads_done}, last burn taken {last_burn_taken}")
+    assert reads_done < last_burn_taken, (reads_done, last_burn_taken)
