@@ -24,6 +24,8 @@ static void on_redis_state(struct rc *rc, bool up, void *arg)
     struct worker *w = arg;
     if (w->health)
         health_check_now(w->health);
+    if (up)
+        w->redis_up_since = util_mono_seconds();
     if (up && !w->stopping)
         upkeep_now(w);
     fetcher_kick(w); /* logs the pause, or takes jobs again */

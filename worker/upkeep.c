@@ -12,6 +12,10 @@
  *     the heartbeat TTL, and for each whose heartbeat key has indeed expired
  *     moves its ids back to the queue in one script (no id is lost between
  *     two commands; their takes are revoked). Never a SCAN of the keyspace.
+ *     Not before our connection has been up for one TTL: after Redis was
+ *     away longer than that (restarted, its heartbeats expired meanwhile),
+ *     every live worker has beaten again by then, and only the dead ones
+ *     are taken for dead.
  *   - orphans: an id in our own list that we do not hold (its BLMOVE reply
  *     was lost with a connection) is put back after being seen twice.
  *   - the dead list: ids whose job hash has expired leave its old end, and it
@@ -342,7 +346,8 @@ static void on_tick(uv_timer_t *t)
     beat(w);
     promote(w);
     migrate(w);
-    if (w->upkeep_ticks % RECOVERY_EVERY_TICKS == 0 && !w->recovery_running && !w->stopping)
+    if (w->upkeep_ticks % RECOVERY_EVERY_TICKS == 0 && !w->recovery_running && !w->stopping &&
+        util_mono_seconds() - w->redis_up_since >= w->cfg->heartbeat_seconds)
         read_registry(w);
     if (w->upkeep_ticks % ORPHAN_EVERY_TICKS == 0)
         check_orphans(w);

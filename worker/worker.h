@@ -70,6 +70,7 @@ struct worker {
     uv_timer_t upkeep;
     unsigned upkeep_ticks;
     bool recovery_running;  /* reading the registry for workers that stopped beating */
+    double redis_up_since;  /* monotonic time the main Redis connection last came up */
     char orphans[16][JOB_ID_LEN + 1]; /* ids seen in our list but not held */
     int n_orphans;
     bool orphan_check_running;

@@ -7,6 +7,7 @@ hold an id twice, and the dead list is bounded."""
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -211,3 +212,52 @@ def test_the_dead_list_forgets_ids_whose_job_expired(surge, redis):
     poll_until(lambda: resp.call("LRANGE", "surge:dead", 0, -1) == [kept], 40,
                what="the expired ids to leave the dead list")
     assert get_job(api.http_port, kept)["status"] == "dead"
+
+
+def test_live_workers_are_not_taken_for_dead_when_redis_comes_back(surge, redis):
+    """Both workers lose Redis for longer than the heartbeat TTL (each through
+    its own proxy, refusing), so every heartbeat in Redis expires while w1
+    burns. w2 gets Redis back first, w1 a few seconds later (less than a TTL).
+    w2 must not take w1's burn for dead: a worker reads the registry only
+    once its connection has been up for one TTL, and by then w1 has beaten
+    again. Without that wait w2 recovered the burn and it ran twice."""
+    ttl = 10
+    api = surge.api()
+    p1, p2 = RedisProxy(redis.port), RedisProxy(redis.port)
+    w1 = surge.worker(SURGE_REDIS_URL=p1.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
+    w2 = surge.worker(SURGE_REDIS_URL=p2.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
+    resp = Resp(redis.port)
+    name1 = worker_name(w1)
+    try:
+        for w in (w1, w2):
+            poll_until(lambda: readyz(w)[0] == 200, 15, what="the workers ready")
+        # w2 busy with a long burn of its own, so that w1 takes the next one.
+        filler = post_job(api.http_port, "/jobs/burn", {"seconds": 40})
+        poll_until(lambda: _hash(resp, filler).get("status") == "running", 15, what="the first burn running")
+        job = post_job(api.http_port, "/jobs/burn", {"seconds": 25})
+        first = poll_until(lambda: (lambda h: h if h.get("status") == "running" else None)(_hash(resp, job)),
+                           15, what="the second burn running")
+        if first["worker"] != name1:   # w1 took the long one: it is the one followed
+            job, first = filler, _hash(resp, filler)
+        assert first["worker"] == name1, first
+        expires = now_ms() + resp.call("PTTL", f"surge:worker:{name1}")
+        ups = w2.stderr().count("redis: connected to")
+        p1.set_mode("refuse")
+        p2.set_mode("refuse")
+        poll_until(lambda: now_ms() > expires + 500 and resp.call("EXISTS", f"surge:worker:{name1}") == 0,
+                   ttl + 15, what="w1's heartbeat to expire while both workers are cut off")
+        p2.set_mode("pass")
+        poll_until(lambda: w2.stderr().count("redis: connected to") > ups, 20, what="w2 back on Redis")
+        # w1 stays cut off long enough for w2 to read the registry (every 3 s)
+        # had it no wait; a fixed time on purpose: what is shown is that w2
+        # does nothing meanwhile, and there is no event for nothing.
+        time.sleep(4)
+        p1.set_mode("pass")
+        done = poll_job(api.http_port, job, timeout=90)
+    finally:
+        p1.close()
+        p2.close()
+    assert done["status"] == "succeeded" and done["attempts"] == 1 and done["worker"] == name1, done
+    assert "jobs_recovered" not in w2.stderr(), w2.stderr()[-3000:]
+    assert metric(w2.admin_port, "surge_jobs_recovered_total") == 0
+    assert_invariants(resp)
