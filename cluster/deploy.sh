@@ -35,7 +35,7 @@ overlay=${1:-k8s/overlays/kind}
 [[ $overlay == /* ]] || overlay=$SURGE_ROOT/$overlay
 [[ -f $overlay/kustomization.yaml ]] || die "no kustomization.yaml in $overlay"
 rendered=$(mktemp)
-trap 'rm -f "$rendered"' EXIT
+trap 'rm -f "$rendered" "$rendered.stamped"' EXIT
 kubectl kustomize "$overlay" | kubectl create --dry-run=client -o json -f - > "$rendered"
 query() { "$CLUSTER_SRC/manifest-query.py" "$1" < "$rendered"; }
 images=$(query images)
@@ -46,6 +46,7 @@ workloads=$(query workloads)
 . "$CLUSTER_SRC/images.sh"
 mapfile -t wanted <<<"$images"
 tags=()
+ids_json=''   # image as the overlay names it -> its ID, as JSON members
 for image in "${wanted[@]}"; do
     case $image in
         */*/*) tag=$image ;;
@@ -66,6 +67,7 @@ for image in "${wanted[@]}"; do
         *) die "$overlay names $image: no registry is reachable and nothing here builds it" ;;
     esac
     tags+=("$tag")
+    ids_json+="${ids_json:+,}\"$image\":\"$(podman_ image inspect --format '{{.Id}}' "$tag")\""
 done
 image_archive surge "${tags[@]}"
 image_import surge
@@ -101,7 +103,10 @@ say "volumes ready in $PV_DIR"
 "$SURGE_ROOT/scripts/k8s-secrets.sh" "$SECRETS" 2>/dev/null
 query namespaces | kubectl apply -f - >/dev/null
 kubectl apply -k "$SECRETS" >/dev/null
-kubectl apply -f "$rendered" >/dev/null
+# Each pod template names the IDs of its images: a rebuilt image rolls its pods.
+"$CLUSTER_SRC/manifest-query.py" stamp "{$ids_json}" < "$rendered" > "$rendered.stamped"
+kubectl apply -f "$rendered.stamped" >/dev/null
+rm -f "$rendered.stamped"
 say "applied ${overlay#"$SURGE_ROOT"/} and the Secrets"
 # Twice: a later rollout (Redis, say) can leave an earlier one's pods unready a while.
 for pass in 1 2; do

@@ -7,6 +7,12 @@ of `kubectl create --dry-run=client -o json`), read on stdin:
               (UID/GID: the user the pod runs as, who must own a hostPath volume)
   namespaces  the Namespace objects, as a JSON List
   workloads   one line per Deployment, StatefulSet or DaemonSet: NAMESPACE KIND NAME
+  stamp IDS   the objects again, as a JSON List, each workload's pod template
+              annotated with the IDs of its images (IDS: a JSON object,
+              image as the manifests name it -> image ID). There is no
+              registry and the tags do not change when an image is rebuilt:
+              the annotation changes instead, so `kubectl apply` rolls
+              exactly the workloads whose image is new, and no other.
 """
 import json
 import sys
@@ -55,6 +61,20 @@ def claims(objs):
     return lines
 
 
+IMAGE_IDS = "cluster.surge.dev/image-ids"
+
+
+def stamp(objs, ids):
+    for obj in objs:
+        if obj.get("kind") not in WORKLOADS:
+            continue
+        spec = pod_spec(obj)
+        names = [c["image"] for c in spec.get("initContainers", []) + spec.get("containers", [])]
+        meta = obj["spec"]["template"].setdefault("metadata", {})
+        meta.setdefault("annotations", {})[IMAGE_IDS] = " ".join(ids[n].removeprefix("sha256:")[:12] for n in names)
+    return {"apiVersion": "v1", "kind": "List", "items": objs}
+
+
 def read_objects(text):
     """kubectl prints one JSON document per object, or a List."""
     objs, pos, decoder = [], 0, json.JSONDecoder()
@@ -86,6 +106,8 @@ def main():
             if o.get("kind") in WORKLOADS:
                 m = o["metadata"]
                 print(f'{m.get("namespace", "default")} {o["kind"].lower()} {m["name"]}')
+    elif what == "stamp" and len(sys.argv) == 3:
+        print(json.dumps(stamp(objs, json.loads(sys.argv[2]))))
     else:
         sys.exit(__doc__)
 
