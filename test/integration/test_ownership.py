@@ -224,22 +224,18 @@ def test_live_workers_are_not_taken_for_dead_when_redis_comes_back(surge, redis)
     ttl = 10
     api = surge.api()
     p1, p2 = RedisProxy(redis.port), RedisProxy(redis.port)
-    w1 = surge.worker(SURGE_REDIS_URL=p1.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
-    w2 = surge.worker(SURGE_REDIS_URL=p2.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
     resp = Resp(redis.port)
+    # w1 alone takes the burn; w2 starts once it runs.
+    w1 = surge.worker(SURGE_REDIS_URL=p1.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
     name1 = worker_name(w1)
     try:
-        for w in (w1, w2):
-            poll_until(lambda: readyz(w)[0] == 200, 15, what="the workers ready")
-        # w2 busy with a long burn of its own, so that w1 takes the next one.
-        filler = post_job(api.http_port, "/jobs/burn", {"seconds": 40})
-        poll_until(lambda: _hash(resp, filler).get("status") == "running", 15, what="the first burn running")
+        poll_until(lambda: readyz(w1)[0] == 200, 15, what="w1 ready")
         job = post_job(api.http_port, "/jobs/burn", {"seconds": 25})
         first = poll_until(lambda: (lambda h: h if h.get("status") == "running" else None)(_hash(resp, job)),
-                           15, what="the second burn running")
-        if first["worker"] != name1:   # w1 took the long one: it is the one followed
-            job, first = filler, _hash(resp, filler)
+                           15, what="w1 running the burn")
         assert first["worker"] == name1, first
+        w2 = surge.worker(SURGE_REDIS_URL=p2.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
+        poll_until(lambda: readyz(w2)[0] == 200, 15, what="w2 ready")
         expires = now_ms() + resp.call("PTTL", f"surge:worker:{name1}")
         ups = w2.stderr().count("redis: connected to")
         p1.set_mode("refuse")
