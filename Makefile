@@ -108,9 +108,17 @@ test-unit:
 	build/release/unit-tests
 	build/san/unit-tests
 
+# The release and the sanitizer suites run side by side: they spend their
+# time waiting on events (heartbeats, deadlines, restarts), not on the CPU,
+# and each starts its own Redis and PostgreSQL on free ports in its own
+# folders. Measured on 2 cores: 7:19 and 7:23 side by side, 7:05 alone.
+# Each suite's output is printed whole when it ends (--output-sync).
 test-integration: venv all san
-	SURGE_BIN_DIR=build/release $(PYTEST) -q test/integration
-	SURGE_BIN_DIR=build/san $(PYTEST) -q test/integration
+	$(MAKE) -j2 --output-sync=target test-integration-release test-integration-san
+
+.PHONY: test-integration-release test-integration-san
+test-integration-release test-integration-san: test-integration-%:
+	SURGE_BIN_DIR=build/$* $(PYTEST) -q test/integration
 
 # The threads of the worker (a burn runs on its own) under ThreadSanitizer:
 # the burn unit tests and every integration test of a burn or a SIGTERM.
