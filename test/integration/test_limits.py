@@ -68,6 +68,31 @@ def send_some(sock, data):
         pytest.fail(f"the api closed a connection that had done nothing wrong: {e!r}")
 
 
+def send_until_stalled(sock, stall_seconds, timeout=60, each=None):
+    """Sends bursts of requests to a client that never reads until the api
+    stops reading them: nothing goes out for stall_seconds. Calls each(sent)
+    after every send. Returns the bytes sent, or None when the api still
+    read after timeout seconds."""
+    pending, sent, stalled_since = b"", 0, None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = pending or REQUEST * 200
+        n = send_some(sock, pending)
+        pending = pending[n:]
+        sent += n
+        if each:
+            each(sent)
+        if n:
+            stalled_since = None
+        elif stalled_since is None:
+            stalled_since = time.monotonic()
+        elif time.monotonic() - stalled_since > stall_seconds:
+            return sent
+        if not n:
+            time.sleep(0.02)
+    return None
+
+
 def read_all_answers(sock, n, timeout=60):
     """Reads n answers from sock (now blocking) and returns their statuses."""
     sock.setblocking(True)
@@ -84,34 +109,18 @@ def test_a_client_that_does_not_read_cannot_grow_the_api(surge):
     before = rss_mib(api.pid)
     ceiling = rss_ceiling(before)
     s = non_reader(api.http_port)
-    burst = REQUEST * 200
-    sent = 0
     peak = before
-    stalled_since = None
-    deadline = time.monotonic() + 60
     try:
         # Send while the api reads. It must stop reading once its answers
         # back up: then sending stalls for good.
-        pending = b""
-        while time.monotonic() < deadline:
-            if not pending:
-                pending = burst
-            n = send_some(s, pending)
-            pending = pending[n:]
-            sent += n
+        def watch(sent):
+            nonlocal peak
             peak = max(peak, rss_mib(api.pid))
             assert peak < ceiling, (f"api RSS {peak:.1f} MiB (was {before:.1f}) after "
                                     f"{sent // len(REQUEST)} unread requests")
-            if n:
-                stalled_since = None
-            elif stalled_since is None:
-                stalled_since = time.monotonic()
-            elif time.monotonic() - stalled_since > 3:
-                break
-            if not n:
-                time.sleep(0.02)
-        else:
-            pytest.fail(f"the api still reads after 60 s and {sent} bytes: nothing holds it back")
+        sent = send_until_stalled(s, 3, each=watch)
+        if sent is None:
+            pytest.fail("the api still reads after 60 s: nothing holds it back")
         for _ in range(20):
             peak = max(peak, rss_mib(api.pid))
             time.sleep(0.05)
@@ -126,7 +135,7 @@ def test_a_client_that_does_not_read_cannot_grow_the_api(surge):
         # last request may be cut: its end is sent while the answers are read
         # (the api reads it only once its answers have drained).
         s.settimeout(60)
-        rest = pending[:len(REQUEST) - sent % len(REQUEST)] if sent % len(REQUEST) else b""
+        rest = REQUEST[sent % len(REQUEST):] if sent % len(REQUEST) else b""
         finisher = threading.Thread(target=s.sendall, args=(rest,), daemon=True)
         finisher.start()
         if rest:
@@ -207,20 +216,7 @@ def test_shutdown_does_not_wait_for_a_client_that_does_not_read(surge):
     s = non_reader(api.http_port)
     try:
         # Fill every buffer on the way until the api stops reading.
-        pending, stalled_since = b"", None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            pending = pending or REQUEST * 200
-            n = send_some(s, pending)
-            pending = pending[n:]
-            if n:
-                stalled_since = None
-            elif stalled_since is None:
-                stalled_since = time.monotonic()
-            elif time.monotonic() - stalled_since > 2:
-                break
-            else:
-                time.sleep(0.02)
+        assert send_until_stalled(s, 2) is not None, "the api still reads after 60 s"
         t0 = time.monotonic()
         code = api.stop(timeout=30)
         took = time.monotonic() - t0
