@@ -506,6 +506,23 @@ class TableLock:
             f"AND l.granted AND a.query LIKE '%{self.tag}%'") == "1", 15, what="the table lock")
         return self
 
+    _WAITING_READS = ("FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND query LIKE 'SELECT row_to_json%'")
+
+    def reads_waiting(self):
+        """How many reads (a worker's prepared SELECT) wait on a lock now."""
+        return int(self.pg.psql(f"SELECT count(*) {self._WAITING_READS}"))
+
+    def wait_for_reads(self, n, timeout=15):
+        """Waits until n reads wait on the lock: their workers have started
+        them, not only marked their jobs running."""
+        poll_until(lambda: self.reads_waiting() == n, timeout, what=f"{n} read(s) waiting on the lock")
+
+    def kill_waiting_reads(self):
+        """Ends the sessions of the reads waiting on a lock; returns how many."""
+        return int(self.pg.psql(f"SELECT count(pg_terminate_backend(pid)) {self._WAITING_READS}",
+                                user="postgres"))
+
     def release(self):
         if self.proc is None:
             return

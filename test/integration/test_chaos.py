@@ -8,7 +8,6 @@ import json
 import resource
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ import pytest
 
 from helpers import (LOOPBACK, Client, ConnectionClosed, assert_error, http, poll_job, post_job,
                      queued, read_response)
-from reliability import (PostgresDown, Resp, Submitter, assert_invariants, assert_nothing_left,
-                         down_with, metric, poll_until, readyz, wait_all_finished)
+from reliability import (PostgresDown, Resp, Submitter, TableLock, assert_invariants,
+                         assert_nothing_left, down_with, metric, poll_until, readyz,
+                         wait_all_finished)
 
 
 def _ready(proc):
@@ -213,35 +213,15 @@ def test_read_in_flight_when_its_connection_is_killed(surge, redis, postgres):
     api = surge.api()
     w = surge.worker(SURGE_MAX_ATTEMPTS=10)
     poll_until(lambda: _ready(w), 15, what="worker ready")
-    locker = subprocess.Popen(
-        [postgres.psql_path, "-X", "-q", "-h", LOOPBACK, "-p", str(postgres.port), "-U", "surge",
-         "-d", "surge", "-c",
-         "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resp = Resp(redis.port)
-    try:
-        poll_until(lambda: postgres.psql(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'items'::regclass "
-            "AND mode = 'AccessExclusiveLock' AND granted") == "1", 10, what="the table lock")
+    with TableLock(postgres) as lock:
         job = post_job(api.http_port, "/jobs/read", {"item_id": 12})
-        poll_until(lambda: postgres.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE 'SELECT row_to_json%'") == "1", 10, what="the read to wait on the lock")
-        killed = postgres.psql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT row_to_json%'", user="postgres")
-        assert killed == "1", killed
+        lock.wait_for_reads(1)
+        assert lock.kill_waiting_reads() == 1
         failed = poll_until(
             lambda: (lambda h: h if h.get("error") else None)(resp.hgetall(f"surge:job:{job}")),
-            10, what="the read to fail once its connection is gone")
+            15, what="the read to fail once its connection is gone")
         assert w.running(), f"the worker died:\n{w.stderr()[-4000:]}"
-    finally:
-        # The server holds the lock until its session ends, not its client.
-        postgres.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                      "WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-                      user="postgres")
-        locker.kill()
-        locker.wait()
     err = json.loads(failed["error"])
     assert err["code"] == "database_unavailable", failed
     assert all(ch.isprintable() or ch in "\n\t" for ch in err["message"]) \

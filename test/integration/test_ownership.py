@@ -50,6 +50,10 @@ def test_a_worker_taken_for_dead_writes_nothing(surge, redis, postgres, redis_re
             first = poll_until(lambda: (lambda h: h if h.get("status") == "running" else None)(
                 _hash(resp, job)), 15, what="w1 running the read")
             assert first["worker"] == name1, first
+            # Paused once its read waits on the lock, not only once the job
+            # is marked running: paused before it reads the take's answer,
+            # w1 would never start the read, and have no outcome to write.
+            lock.wait_for_reads(1)
             w1.signal(signal.SIGSTOP)
             try:
                 if redis_restarts:
@@ -115,17 +119,13 @@ def test_an_outcome_sent_again_finds_nothing_to_do(surge, redis, postgres):
     w = surge.worker(SURGE_MAX_ATTEMPTS=1, SURGE_REDIS_TIMEOUT_MS=2000)
     poll_until(lambda: readyz(w)[0] == 200, 15, what="the worker ready")
     resp = Resp(redis.port)
-    waiting_read = ("FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'SELECT row_to_json%'")
-    with TableLock(postgres):
+    with TableLock(postgres) as lock:
         job = post_job(api.http_port, "/jobs/read", {"item_id": 22})
-        poll_until(lambda: postgres.psql(f"SELECT count(*) {waiting_read}") == "1", 15,
-                   what="the read to wait on the lock")
+        lock.wait_for_reads(1)
         redis.proc.send_signal(signal.SIGSTOP)
         try:
             # The read fails at once; its outcome goes to the frozen Redis.
-            postgres.psql(f"SELECT count(pg_terminate_backend(pid)) {waiting_read}",
-                          user="postgres")
+            assert lock.kill_waiting_reads() == 1
             poll_until(lambda: f"outcome_not_written: job {job}: timeout" in w.stderr(), 20,
                        what="the worker to give up waiting for the outcome's answer")
         finally:
