@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as B  # noqa: E402
-from benchlib import (LOOPBACK, BenchError, Cleanup, SurgeProcess, install_signal_handlers,  # noqa: E402
+from benchlib import (LOOPBACK, BenchError, Cleanup, install_signal_handlers,  # noqa: E402
                       metric_sum, say)
 
 SYSCALLS = ["epoll_ctl", "epoll_wait", "read", "write", "writev", "readv", "sendto",
@@ -191,34 +191,15 @@ def main():
 
         if has_valgrind:
             say("callgrind: surge-api under POST /jobs (wrk -c16) for 10 s")
-            cg = out / "api-post.callgrind.out"
-            env = bench.surge_env()
-            vapi = SurgeProcess("surge-api#callgrind", args.bin_dir, env, bench.work, cleanup)
-            vapi.start(wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"])
-            vapi.wait_ready(120)
-            B.wrk(f"http://{LOOPBACK}:{vapi.http_port}/jobs", 10, post_lua, connections=16)
-            vapi.stop(120)
-            rows = callgrind_report(cg, out / "api-post.callgrind.txt")
-            summary.append("surge-api under POST /jobs, callgrind instructions (self):\n  "
-                           + "\n  ".join(rows[:25]))
-            bench.flush()
-
+            per_post, part = bench.callgrind_post(out / "api-post.callgrind.out", seconds=10)
+            rows = callgrind_report(part, out / "api-post.callgrind.txt")
+            summary.append(f"surge-api under POST /jobs, callgrind: {per_post:,.0f} instructions "
+                           "per POST; by function (self):\n  " + "\n  ".join(rows[:25]))
             say("callgrind: one surge-worker draining 3 000 read jobs")
-            for x in bench.workers:
-                x.stop()
-            bench.workers = []
-            cg = out / "worker-read.callgrind.out"
-            env = bench.surge_env(**B.WORKER_ENV)
-            vw = SurgeProcess("surge-worker#callgrind", args.bin_dir, env, bench.work, cleanup)
-            vw.start(wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}"])
-            vw.wait_ready(120)
-            time.sleep(1)
-            bench.workers = [vw]
-            bench.drain(3000, [])
-            bench.workers = []
-            vw.stop(120)
-            rows = callgrind_report(cg, out / "worker-read.callgrind.txt")
-            summary.append("surge-worker draining read jobs, callgrind instructions (self):\n  "
+            per_read, part = bench.callgrind_read(out / "worker-read.callgrind.out")
+            rows = callgrind_report(part, out / "worker-read.callgrind.txt")
+            summary.append(f"surge-worker draining read jobs, callgrind: {per_read:,.0f} "
+                           "instructions per read job; by function (self):\n  "
                            + "\n  ".join(rows[:25]))
     except KeyboardInterrupt:
         print("\nprofile: interrupted; stopping the servers", file=sys.stderr)

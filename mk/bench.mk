@@ -1,7 +1,9 @@
 # surge: performance against ceilings measured in the same run (docs/performance.md).
 #   make bench           Redis + PostgreSQL of its own, the release binaries, wrk,
 #                        redis-benchmark, pgbench; prints one table and writes
-#                        build/bench/results.json (about 3 minutes)
+#                        build/bench/results.json, with the CPU time per POST and
+#                        per read job of each party and callgrind instructions
+#                        per POST and per read job (about 3 minutes)
 #   make bench-profile   where the CPU goes: perf (or callgrind where perf has no
 #                        counters) on surge-api under POST /jobs and on a worker
 #                        draining read jobs; reports in build/bench/profile/

@@ -10,7 +10,7 @@ GROUP[build]="build-essential pkg-config libuv1-dev libhiredis-dev libpq-dev lib
 GROUP[run]="redis-server redis-tools postgresql postgresql-client"
 GROUP[test]="check clang libclang-rt-14-dev valgrind python3-venv prometheus curl"
 GROUP[image]="podman debootstrap runc"
-GROUP[bench]="wrk redis-tools postgresql-contrib linux-perf"
+GROUP[bench]="wrk redis-tools postgresql-contrib linux-perf valgrind"
 
 wanted=()
 for g in "$@"; do
