@@ -1,5 +1,5 @@
 /* runner: the life of one job in this worker.
- *   start script (running, attempt counted, lease given) -> handler -> outcome script
+ *   take (fetcher.c: running, attempt counted, lease given) -> handler -> outcome script
  * The id stays in our processing list until the outcome script removes it
  * in the same atomic step that records the outcome. Every outcome names the
  * lease of our take: if we were taken for dead meanwhile (the job was put back
@@ -26,7 +26,7 @@ static void iso_now(char out[32])
     util_format_iso8601(util_now_ms(), out, 32);
 }
 
-static void error_json(struct buf *out, const char *code, const char *message)
+void runner_error_json(struct buf *out, const char *code, const char *message)
 {
     struct json_writer jw;
     jw_init(&jw, out);
@@ -49,7 +49,7 @@ static void run_free(struct job_run *run)
     w->fetchers[run->queue].running--;
     free(run);
     w->in_flight--;
-    fetcher_kick(w);
+    fetcher_kick_soon(w);
     worker_maybe_exit(w);
 }
 
@@ -205,7 +205,7 @@ void runner_fail(struct job_run *run, const char *code, const char *message, enu
     snprintf(retry_at, sizeof retry_at, "%lld",
              how == FAILURE_PERMANENT ? 0LL
                                       : (long long)(util_now_ms() + retry_delay_ms(run->attempts)));
-    error_json(&err, code, message);
+    runner_error_json(&err, code, message);
     log_warn("job_failed", "job %s (%s) attempt %d: %s: %s", run->id, job_type_name(run->type),
              run->attempts, code, message);
     outcome_begin(run, script_fail, 4, &key, "fail");
@@ -250,22 +250,9 @@ static double drain_time_left(const struct worker *w)
     return w->cfg->shutdown_grace_seconds - (util_mono_seconds() - w->stop_started) - 2.0;
 }
 
-/* While stopping, a burn starts only if it can end within the grace period
- * (at best it takes its seconds; a shared core makes it longer). */
-static bool burn_fits(const struct worker *w, double seconds)
+/* Starts one job from its answer in the take (scripts.h, script_take). */
+static void start(struct job_run *run, const redisReply *reply)
 {
-    return !w->stopping || seconds <= drain_time_left(w);
-}
-
-static void on_started(redisReply *reply, const char *err, void *arg)
-{
-    struct job_run *run = arg;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        /* The id stays in our processing list; upkeep puts it back. */
-        log_warn("job_start_failed", "job %s: %s", run->id, reply ? reply->str : err);
-        run_free(run);
-        return;
-    }
     if (reply->type == REDIS_REPLY_STRING && !strncmp(reply->str, "stale", 5)) {
         /* Put back by an orphan check, or not waiting to run: not ours. */
         const char *type = reply->len > 6 ? reply->str + 6 : "";
@@ -318,6 +305,14 @@ static void on_started(redisReply *reply, const char *err, void *arg)
         requeue(run, "it came off the queue of another type");
         return;
     }
+    /* The take was answered after a dependency went away (its job could not
+     * run) or after a shutdown began (a stopping worker takes nothing): back
+     * at the head of its queue, the attempt not counted. */
+    const char *paused = fetcher_paused_why(run->w, run->type);
+    if (paused || run->w->stopping) {
+        requeue(run, paused ? paused : "this worker is stopping");
+        return;
+    }
     log_debug("job_started", "job %s (%s) attempt %d", run->id, job_type_name(run->type),
               run->attempts);
     const char *labels[] = {job_type_name(run->type)};
@@ -326,14 +321,11 @@ static void on_started(redisReply *reply, const char *err, void *arg)
         metrics_observe(sm.job_wait, labels, (double)(util_now_ms() - created_ms) / 1000.0);
     metrics_add(sm.jobs_in_progress, labels, 1);
     run->counted_in_progress = true;
-    if (run->type == JOB_BURN && !burn_fits(run->w, run->params.seconds)) {
-        requeue(run, "this worker is stopping");
-        return;
-    }
     handler_run(run);
 }
 
-void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len)
+void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len,
+                  const redisReply *answer)
 {
     struct job_run *run = xcalloc(1, sizeof *run);
     run->w = w;
@@ -347,29 +339,7 @@ void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t 
         w->runs->prev = run;
     w->runs = run;
     w->in_flight++;
-
-    struct buf key = {0}, err = {0};
-    char now[32], ttl[16], dead_max[16];
-    iso_now(now);
-    snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
-    snprintf(dead_max, sizeof dead_max, "%d", w->cfg->dead_list_max);
-    error_json(&err, "unreadable_job", "the job's hash was missing or incomplete when a worker "
-                                       "took it");
-    key_job(&key, run->id);
-    /* The id is passed as received: an id that is not ours to parse still
-     * reaches the dead list under its own name. */
-    const char *argv[] = {"EVAL", script_start, "3", key.data, w->processing.data, key_dead(),
-                          w->name, now, run->id, ttl, err.data, dead_max};
-    size_t lens[ARRAY_LEN(argv)];
-    for (size_t i = 0; i < ARRAY_LEN(argv); i++)
-        lens[i] = strlen(argv[i]);
-    if (len != strlen(run->id)) {
-        argv[8] = id; /* never truncate an id we did not make */
-        lens[8] = len;
-    }
-    rc_command_argv(w->redis, on_started, run, (int)ARRAY_LEN(argv), argv, lens);
-    buf_free(&key);
-    buf_free(&err);
+    start(run, answer);
 }
 
 void runner_last_call(struct worker *w)

@@ -54,25 +54,42 @@
     "  return true, f[1] or ''\n"                                                                  \
     "end\n"
 
-const char script_start[] =
+/* The take: up to ARGV[7] ids move from the queue (KEYS[1]) to our list
+ * (KEYS[2]) one LMOVE each, and every id, those and any ARGV[8..] a BLMOVE
+ * already moved there, is started in the same script. start() is the start
+ * of one id: checked in our list (the orphan check may have put it back) and
+ * waiting to run, it is marked running under a new lease with its attempt
+ * counted; an id without a readable hash goes to the dead list. */
+const char script_take[] =
     LUA_DEAD_PUSH
-    "if not redis.call('LPOS', KEYS[2], ARGV[3]) then return 'stale' end\n"
-    "local f = redis.call('HMGET', KEYS[1], 'type', 'status', 'params', 'created_at')\n"
-    "if not f[1] then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'dead', 'error', ARGV[5], 'finished_at', ARGV[2])\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "  redis.call('LREM', KEYS[2], 1, ARGV[3])\n"
-    "  dead_push(KEYS[3], ARGV[3], ARGV[6])\n"
-    "  return 'missing'\n"
-    "end\n"
+    "local function start(id)\n"
+    "  local job = ARGV[6] .. id\n"
+    "  if not redis.call('LPOS', KEYS[2], id) then return 'stale' end\n"
+    "  local f = redis.call('HMGET', job, 'type', 'status', 'params', 'created_at')\n"
+    "  if not f[1] then\n"
+    "    redis.call('HSET', job, 'status', 'dead', 'error', ARGV[4], 'finished_at', ARGV[2])\n"
+    "    redis.call('EXPIRE', job, ARGV[3])\n"
+    "    redis.call('LREM', KEYS[2], 1, id)\n"
+    "    dead_push(KEYS[3], id, ARGV[5])\n"
+    "    return 'missing'\n"
+    "  end\n"
     /* Running under another take, waiting for a retry, or ended: not ours to
      * run; the orphan check deals with our list's entry. */
-    "if f[2] and f[2] ~= 'queued' then return 'stale ' .. f[1] end\n"
-    "local lease = redis.call('HINCRBY', KEYS[1], 'lease', 1)\n"
-    "local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-    "redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[1])\n"
-    "redis.call('HDEL', KEYS[1], 'retry_at')\n"
-    "return {f[1], f[3] or '', tostring(attempts), f[4] or '', tostring(lease)}\n";
+    "  if f[2] and f[2] ~= 'queued' then return 'stale ' .. f[1] end\n"
+    "  local lease = redis.call('HINCRBY', job, 'lease', 1)\n"
+    "  local attempts = redis.call('HINCRBY', job, 'attempts', 1)\n"
+    "  redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[2], 'worker', ARGV[1])\n"
+    "  redis.call('HDEL', job, 'retry_at')\n"
+    "  return {f[1], f[3] or '', tostring(attempts), f[4] or '', tostring(lease)}\n"
+    "end\n"
+    "local out, empty = {}, 0\n"
+    "for i = 8, #ARGV do out[#out + 1] = {ARGV[i], start(ARGV[i])} end\n"
+    "for _ = 1, tonumber(ARGV[7]) do\n"
+    "  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')\n"
+    "  if not id then empty = 1 break end\n"
+    "  out[#out + 1] = {id, start(id)}\n"
+    "end\n"
+    "return {empty, out}\n";
 
 const char script_succeed[] =
     "local f = redis.call('HMGET', KEYS[1], 'lease', 'status')\n"

@@ -14,13 +14,17 @@
 #ifndef SURGE_WORKER_SCRIPTS_H
 #define SURGE_WORKER_SCRIPTS_H
 
-/* Take. KEYS: job, processing, dead. ARGV: worker, started_at, id, ttl,
- * error, dead_max. Marks the job running, counts the attempt and gives the
- * take its lease; returns {type, params, attempts, created_at, lease}, or
- * "missing" after moving an unreadable job to the dead list, or "stale" when
- * the id is no longer in our list, "stale {type}" when the job is not waiting
- * (both change nothing). */
-extern const char script_start[];
+/* Take. KEYS: the queue of a type, processing, dead. ARGV: worker,
+ * started_at, ttl, error, dead_max, job key prefix, n, then ids already in
+ * our list (a BLMOVE moved them). Starts each of those, then moves up to n
+ * ids from the queue to our list (LMOVE, oldest first) and starts each in the
+ * same step. Starting an id marks its job running, counts the attempt and
+ * gives the take its lease. Returns {empty, {{id, answer}...}}: empty is 1
+ * when the queue ran out before n ids; answer is {type, params, attempts,
+ * created_at, lease}, or "missing" after moving an unreadable job to the dead
+ * list, or "stale" when the id is no longer in our list, "stale {type}" when
+ * the job is not waiting (both change nothing). */
+extern const char script_take[];
 /* KEYS: job, processing. ARGV: id, lease, result, finished_at, ttl. */
 extern const char script_succeed[];
 /* KEYS: job, processing, retry, dead. ARGV: id, lease, error, finished_at,

@@ -16,8 +16,9 @@
  *     away longer than that (restarted, its heartbeats expired meanwhile),
  *     every live worker has beaten again by then, and only the dead ones
  *     are taken for dead.
- *   - orphans: an id in our own list that we do not hold (its BLMOVE reply
- *     was lost with a connection) is put back after being seen twice.
+ *   - orphans: an id in our own list that we do not hold (the answer to its
+ *     take or BLMOVE was lost with a connection, or came past the deadline)
+ *     is put back after being seen twice; a take of it is revoked.
  *   - the dead list: ids whose job hash has expired leave its old end, and it
  *     keeps at most SURGE_DEAD_LIST_MAX ids. */
 #include "json_writer.h"

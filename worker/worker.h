@@ -16,7 +16,7 @@
 
 struct burn;
 
-/* One job this worker holds, from BLMOVE until its outcome is written. */
+/* One job this worker holds, from its take until its outcome is written. */
 struct job_run {
     struct worker *w;
     char id[JOB_ID_LEN + 1];
@@ -36,15 +36,17 @@ struct job_run {
 };
 
 /* Takes ids off the queue of one job type, while fewer than limit of its
- * jobs are in hand. One BLMOVE at a time, on a connection of its own (BLMOVE
- * blocks its connection while it waits). */
+ * jobs are in hand: up to its free slots' worth in one take script on the
+ * main connection, and a BLMOVE on a connection of its own (BLMOVE blocks
+ * its connection while it waits) only once a take found the queue empty. */
 struct fetcher {
     struct worker *w;
     enum job_type type;
     struct rc *conn;
     int limit;        /* SURGE_WORKER_{READ,BURN}_CONCURRENCY */
     int running;      /* ids taken off this queue and not yet let go */
-    bool outstanding; /* a BLMOVE waits for its answer */
+    bool outstanding; /* a take or a BLMOVE waits for its answer */
+    bool queue_empty; /* the last take found the queue empty: wait on BLMOVE */
     bool paused;      /* a dependency is down: taking none (logged once) */
     uv_timer_t backoff;
 };
@@ -68,6 +70,7 @@ struct worker {
     double stop_started; /* monotonic time of SIGTERM */
     uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
+    uv_check_t kick_soon; /* fetcher_kick_soon */
     unsigned upkeep_ticks;
     bool recovery_running;  /* reading the registry for workers that stopped beating */
     double redis_up_since;  /* monotonic time the main Redis connection last came up */
@@ -83,17 +86,23 @@ struct worker {
  * for both types, and a PostgreSQL connection for reads. */
 void fetcher_init(struct worker *w, struct app *app);
 void fetcher_kick(struct worker *w);
+/* The same once this loop turn's input is handled: the slots freed by all
+ * the answers read in one turn go to one take. */
+void fetcher_kick_soon(struct worker *w);
 /* Why the worker takes no job of this type now, or NULL when it may. */
 const char *fetcher_paused_why(const struct worker *w, enum job_type type);
-/* True while a BLMOVE of any queue waits for its answer. */
+/* True while a take or a BLMOVE of any queue waits for its answer. */
 bool fetcher_outstanding(const struct worker *w);
 /* Shutdown: no fetch is retried after a failure any more. */
 void fetcher_stop(struct worker *w);
 /* Closes the fetch connections and timers. */
 void fetcher_close(struct worker *w);
 
-/* runner.c: an id taken off the queue of type queue. */
-void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len);
+/* runner.c: an id taken off the queue of type queue, with its answer in the
+ * take (scripts.h, script_take; borrowed for the call only): starts its job,
+ * or lets it go. */
+void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len,
+                  const redisReply *answer);
 
 /* How a failed attempt goes on. */
 enum failure {
@@ -104,6 +113,8 @@ enum failure {
                           * has used */
 };
 
+/* Appends {"code":...,"message":...} to out. */
+void runner_error_json(struct buf *out, const char *code, const char *message);
 /* Outcome of a handler: result is JSON text; error code/message for failures. */
 void runner_succeed(struct job_run *run, const char *result_json);
 void runner_fail(struct job_run *run, const char *code, const char *message, enum failure how);

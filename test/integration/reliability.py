@@ -613,6 +613,7 @@ class RedisProxy:
                 if up and b"BLMOVE" in data:
                     pair["fetch"] = True
                     pair["waiting"] = True
+                    pair["blmove"] = (time.monotonic(), bytes(data))
                     self.blmoves.append(time.monotonic())
                 elif not up and pair["fetch"]:
                     pair["waiting"] = False
@@ -650,6 +651,15 @@ class RedisProxy:
     def fetching(self):
         with self.lock:
             return any(p["fetch"] for p in self.pairs)
+
+    def waiting_since(self, queue):
+        """How long (s) the BLMOVE of queue (bytes) waits for its answer, or
+        None when none waits."""
+        with self.lock:
+            for p in self.pairs:
+                if p.get("waiting") and queue in p["blmove"][1]:
+                    return time.monotonic() - p["blmove"][0]
+        return None
 
     def blmoves_since(self, t):
         with self.lock:

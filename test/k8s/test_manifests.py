@@ -211,6 +211,7 @@ WORKER_COMMANDS = (API_COMMANDS - {"get"}) | {
     "lpush", "info", "client",
     "hexists", "hdel",    # beyond the list: the worker's claim and retry scripts use them
     "lpos",               # the take checks that the id is still in the worker's list
+    "lmove",              # the take moves ids from a queue to the worker's list
     "lindex", "ltrim", "rpop"}  # the bounded dead list; recovery pops a dead worker's list
 KEDA_COMMANDS = {"llen", "ping", "auth", "hello", "info"}
 LOGIN = {"auth", "hello"}
