@@ -185,19 +185,30 @@ void http_conn_send_response(struct http_conn *c, int status, const char *conten
                           const char *extra_headers, const char *body, size_t body_len,
                           bool close_after)
 {
+    static const char cache_close[] = "Cache-Control: no-store\r\nConnection: close\r\n";
+    static const char cache[] = "Cache-Control: no-store\r\n";
     struct http_server *s = c->server;
     bool head = c->parse.head;
     bool at_once = !c->writing && c->out.len == 0 && !uv_is_closing((uv_handle_t *)&c->tcp);
     struct buf *b = at_once ? &s->scratch : &c->out;
-    buf_printf(b,
-               "HTTP/1.1 %d %s\r\n"
-               "Content-Type: %s\r\n"
-               "Content-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n"
-               "%s"
-               "%s\r\n",
-               status, http_status_text(status), content_type, body_len,
-               close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    buf_append(b, "HTTP/1.1 ", 9);
+    buf_append_uint(b, (unsigned)status);
+    buf_append(b, " ", 1);
+    buf_puts(b, http_status_text(status));
+    buf_append(b, "\r\n", 2);
+    buf_append(b, "Content-Type: ", 14);
+    buf_puts(b, content_type);
+    buf_append(b, "\r\n", 2);
+    buf_append(b, "Content-Length: ", 16);
+    buf_append_uint(b, body_len);
+    buf_append(b, "\r\n", 2);
+    if (close_after)
+        buf_append(b, cache_close, sizeof cache_close - 1);
+    else
+        buf_append(b, cache, sizeof cache - 1);
+    if (extra_headers)
+        buf_puts(b, extra_headers);
+    buf_append(b, "\r\n", 2);
     if (body_len && !head)
         buf_append(b, body, body_len);
     if (close_after)
