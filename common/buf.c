@@ -33,6 +33,13 @@ void buf_puts(struct buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+void buf_append_uint(struct buf *b, uint64_t v)
+{
+    char *p = buf_reserve(b, UTIL_UINT_DIGITS);
+    b->len += util_format_uint(p, v);
+    b->data[b->len] = '\0';
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -5,6 +5,7 @@
 #define SURGE_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *data;
@@ -15,6 +16,8 @@ struct buf {
 /* Appends n bytes; the buffer stays NUL-terminated after data[len]. */
 void buf_append(struct buf *b, const char *s, size_t n);
 void buf_puts(struct buf *b, const char *s);
+/* Appends v in decimal (util_format_uint): no printf on hot paths. */
+void buf_append_uint(struct buf *b, uint64_t v);
 /* printf-style append. */
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Makes room for at least extra more bytes; returns where they go. The

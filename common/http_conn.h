@@ -4,9 +4,10 @@
  * after the last answer). Nothing else includes it.
  *
  * Life of a connection: IDLE (between requests) -> READING (a request has
- * begun) -> HANDLING (the handler owns the request; reading is stopped, so
- * pipelined requests wait in `in` and are answered in order) -> IDLE again,
- * or CLOSING. The struct is freed only when both handles are closed and no
+ * begun) -> HANDLING (the handler owns the request; nothing is parsed, so
+ * pipelined requests wait in `in` and are answered in order; reading goes on
+ * while `in` holds less than INPUT_LIMIT, so that the socket's poll is not
+ * changed for every request) -> IDLE again, or CLOSING. The struct is freed only when both handles are closed and no
  * request or write refers to it (`refs`). */
 #ifndef SURGE_HTTP_CONN_H
 #define SURGE_HTTP_CONN_H
@@ -29,6 +30,9 @@ enum timer_purpose { TIMER_NONE, TIMER_IDLE, TIMER_HEADERS, TIMER_LINGER };
  * 1 024 connections (SURGE_MAX_CONNECTIONS) at the worst case stay under the
  * 32 MiB the api promises; test_limits.py measures it. */
 #define OUTPUT_LIMIT (16 * 1024)
+/* Unparsed input above which a connection whose handler is still working is
+ * not read further: what the client sends next waits in the kernel. */
+#define INPUT_LIMIT (16 * 1024)
 
 struct http_conn {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -47,6 +51,7 @@ struct http_conn {
     bool writing;            /* a write is in flight */
     bool close_after_output; /* shut down once `out` and the write are done */
     bool out_blocked;        /* reading stopped until the output drains */
+    bool peer_done;          /* the client half-closed while a request was handled */
     size_t out_writing;      /* memory held by the write in flight */
     struct buf in;           /* received, not yet parsed */
     struct buf out;          /* answers not handed to libuv yet */
@@ -57,6 +62,7 @@ struct http_server {
     struct http_listener *listener;
     char read_buf[READ_CHUNK]; /* lent to one connection at a time (on_alloc) */
     bool read_buf_lent;
+    struct buf scratch; /* an answer being written at once (http_output.c) */
     uv_loop_t *loop;
     struct http_server_opts opts;
     struct http_conn *conns;

@@ -1,8 +1,11 @@
 /* http_output: the answers of http_server (see http_conn.h), and the
  * http_respond* functions of http_server.h.
  *
- * Answers are appended to the connection's `out`; one write at a time is
- * handed to libuv, and what piles up meanwhile goes out in the next one. A
+ * An answer to a connection with nothing waiting to be sent is formatted in
+ * the server's scratch buffer and written at once (uv_try_write); only what
+ * the socket did not take is kept, in the connection's `out`. Answers are
+ * appended to `out` while anything waits; one write at a time is handed to
+ * libuv, and what piles up meanwhile goes out in the next one. A
  * client that does not read its answers is not served further: while the
  * answers waiting to be sent hold OUTPUT_LIMIT bytes of memory or more,
  * http_conn_process_input reads and dispatches nothing, so a connection
@@ -15,6 +18,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#define SCRATCH_KEPT (64 * 1024)
 
 struct write_req {
     uv_write_t req;
@@ -156,26 +161,60 @@ void http_conn_close_when_sent(struct http_conn *c)
     c->close_after_output = true;
 }
 
+/* Writes what `b` holds now, as far as the socket takes it, and keeps the
+ * rest in `out` for flush_output; empties `b`. An error (the client gone)
+ * leaves everything to the queued write, which reports it in on_write: the
+ * connection is never closed under its caller's feet. */
+static void write_now(struct http_conn *c, struct buf *b)
+{
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (n < 0)
+        n = 0; /* UV_EAGAIN, or an error seen again by uv_write */
+    if ((size_t)n < b->len)
+        buf_append(&c->out, b->data + n, b->len - (size_t)n);
+    if (b->cap > SCRATCH_KEPT)
+        buf_free(b); /* a rare large answer does not stay in memory */
+    else
+        buf_reset(b);
+}
+
 /* Queues one answer. A HEAD answer has the headers of the GET, Content-Length
  * included, and no body: keep-alive clients frame the next answer by it. */
 void http_conn_send_response(struct http_conn *c, int status, const char *content_type,
                           const char *extra_headers, const char *body, size_t body_len,
                           bool close_after)
 {
+    static const char cache_close[] = "Cache-Control: no-store\r\nConnection: close\r\n";
+    static const char cache[] = "Cache-Control: no-store\r\n";
+    struct http_server *s = c->server;
     bool head = c->parse.head;
-    buf_printf(&c->out,
-               "HTTP/1.1 %d %s\r\n"
-               "Content-Type: %s\r\n"
-               "Content-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n"
-               "%s"
-               "%s\r\n",
-               status, http_status_text(status), content_type, body_len,
-               close_after ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    bool at_once = !c->writing && c->out.len == 0 && !uv_is_closing((uv_handle_t *)&c->tcp);
+    struct buf *b = at_once ? &s->scratch : &c->out;
+    buf_append(b, "HTTP/1.1 ", 9);
+    buf_append_uint(b, (unsigned)status);
+    buf_append(b, " ", 1);
+    buf_puts(b, http_status_text(status));
+    buf_append(b, "\r\n", 2);
+    buf_append(b, "Content-Type: ", 14);
+    buf_puts(b, content_type);
+    buf_append(b, "\r\n", 2);
+    buf_append(b, "Content-Length: ", 16);
+    buf_append_uint(b, body_len);
+    buf_append(b, "\r\n", 2);
+    if (close_after)
+        buf_append(b, cache_close, sizeof cache_close - 1);
+    else
+        buf_append(b, cache, sizeof cache - 1);
+    if (extra_headers)
+        buf_puts(b, extra_headers);
+    buf_append(b, "\r\n", 2);
     if (body_len && !head)
-        buf_append(&c->out, body, body_len);
+        buf_append(b, body, body_len);
     if (close_after)
         c->close_after_output = true;
+    if (at_once)
+        write_now(c, b);
     flush_output(c);
 }
 
@@ -227,9 +266,11 @@ void http_respond_typed(struct http_request *req, int status, const char *conten
         http_conn_unref(c);
         return;
     }
-    bool keep = c->keep_alive && !s->draining;
+    /* A half-closed client's last answer (nothing of it left to parse) says
+     * Connection: close. */
+    bool keep = c->keep_alive && !s->draining && !(c->peer_done && c->in.len == 0);
     http_conn_send_response(c, status, content_type, extra_headers, body, body_len, !keep);
-    if (!keep) {
+    if (!keep || c->state == CONN_CLOSING) { /* CLOSING: the write could not be queued */
         c->state = CONN_CLOSING;
         http_conn_unref(c);
         return;

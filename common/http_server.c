@@ -161,7 +161,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     }
     if (lent)
         s->read_buf_lent = false;
-    if (nread < 0) {
+    if (nread == UV_EOF && c->state == CONN_HANDLING) {
+        /* A half-closed client (shutdown(SHUT_WR) after its request) still
+         * waits for its answers: read nothing more, answer what it sent, the
+         * last answer with Connection: close, then close. */
+        c->peer_done = true;
+        uv_read_stop(stream);
+    } else if (nread < 0) {
         /* EOF or error. A handler still working will find CLOSING. */
         http_conn_close(c);
     }
@@ -202,6 +208,18 @@ void http_conn_process_input(struct http_conn *c)
         }
     }
     bool open = (c->state == CONN_IDLE || c->state == CONN_READING) && !c->out_blocked;
+    if (c->state == CONN_HANDLING) {
+        /* Reading goes on while the handler works (stopping and starting it
+         * costs two epoll_ctl per request); what arrives waits in `in`,
+         * unparsed, up to a bound. */
+        open = c->in.len < INPUT_LIMIT && http_conn_output_held(c) < OUTPUT_LIMIT;
+    }
+    if (c->peer_done) {
+        /* Everything the client sent is answered: nothing more will come. */
+        if (c->state == CONN_IDLE || c->state == CONN_READING)
+            http_conn_close_when_sent(c);
+        open = false;
+    }
     if (open && c->server->draining && c->state == CONN_IDLE && c->in.len == 0) {
         http_conn_close_when_sent(c);
         open = false;
@@ -209,8 +227,9 @@ void http_conn_process_input(struct http_conn *c)
     if (open && !c->lingering) {
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     } else if (!c->lingering && !uv_is_closing((uv_handle_t *)&c->tcp)) {
-        /* HANDLING: pipelined input waits; CLOSING: nothing more is read;
-         * blocked: the client must read its answers first. */
+        /* HANDLING past the bound: pipelined input waits in the kernel;
+         * CLOSING or half-closed: nothing more is read; blocked: the client
+         * must read its answers first. */
         uv_read_stop((uv_stream_t *)&c->tcp);
     }
     if (c->in.len == 0 && !c->in_lent)
@@ -292,6 +311,7 @@ static void maybe_finish_shutdown(struct http_server *s)
     void (*done)(void *) = s->done;
     void *arg = s->done_arg;
     s->done = NULL;
+    buf_free(&s->scratch);
     free(s);
     if (done)
         done(arg);

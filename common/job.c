@@ -222,6 +222,7 @@ static char workers_key[96] = "surge:workers", job_prefix[96] = "surge:job:";
 #define DEFAULT_QUEUE_KEY(e, name) [e] = "surge:queue:" name,
 static char queue_keys[JOB_TYPE_COUNT][128] = {JOB_TYPES(DEFAULT_QUEUE_KEY)};
 #undef DEFAULT_QUEUE_KEY
+static size_t job_prefix_len = sizeof "surge:job:" - 1;
 
 void keys_set_prefix(const char *p)
 {
@@ -234,6 +235,7 @@ void keys_set_prefix(const char *p)
     snprintf(dead_key, sizeof dead_key, "%sdead", prefix);
     snprintf(workers_key, sizeof workers_key, "%sworkers", prefix);
     snprintf(job_prefix, sizeof job_prefix, "%sjob:", prefix);
+    job_prefix_len = strlen(job_prefix);
     for (int t = 0; t < JOB_TYPE_COUNT; t++)
         snprintf(queue_keys[t], sizeof queue_keys[t], "%s%s", queue_prefix, type_names[t]);
 }
@@ -281,7 +283,9 @@ const char *key_job_prefix(void)
 
 void key_job(struct buf *out, const char *id)
 {
-    buf_printf(out, "%s%s", job_prefix, id);
+    /* On the request path: no printf. */
+    buf_append(out, job_prefix, job_prefix_len);
+    buf_puts(out, id);
 }
 
 void key_processing(struct buf *out, const char *worker)

@@ -119,8 +119,8 @@ void surge_metrics_stale(const char *type, const char *action)
 void surge_metrics_observe_http(const struct http_request *req, int status, void *ctx)
 {
     (void)ctx;
-    char code[8];
-    snprintf(code, sizeof code, "%d", status);
+    char code[UTIL_UINT_DIGITS + 1];
+    code[util_format_uint(code, status > 0 ? (uint64_t)status : 0)] = '\0';
     const char *labels[] = {req->route ? req->route : "other", code};
     metrics_add(sm.http_requests, labels, 1);
     if (req->started > 0)

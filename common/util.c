@@ -1,4 +1,4 @@
-/* util: allocation that aborts on failure, time helpers. */
+/* util: allocation that aborts on failure, time helpers, integers in decimal. */
 #include "util.h"
 
 #include <stdbool.h>
@@ -79,13 +79,73 @@ double util_mono_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+size_t util_format_uint(char *out, uint64_t v)
+{
+    char tmp[UTIL_UINT_DIGITS];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(out, tmp + sizeof tmp - n, n);
+    return n;
+}
+
+#define ISO8601_LEN 24 /* "2026-11-25T19:42:03.123Z" */
+
+/* Writes v as exactly n digits, zero-padded (v < 10^n). */
+static void fixed_digits(char *out, int v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 void util_format_iso8601(int64_t ms, char *out, size_t outlen)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    /* The second last formatted by this thread (log lines come from the
+     * burn threads too), "YYYY-MM-DDTHH:MM:SS." up to the milliseconds. */
+    static _Thread_local int64_t cached_secs = INT64_MIN;
+    static _Thread_local char cached[ISO8601_LEN];
+    int64_t secs = ms / 1000;
+    int millis = (int)(ms % 1000);
+    if (millis < 0) { /* before 1970: floor, as gmtime counts */
+        millis += 1000;
+        secs--;
+    }
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm = {0};
+        if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) {
+            /* Outside four-digit years: rare, printed the slow way. */
+            snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+            return;
+        }
+        fixed_digits(cached, tm.tm_year + 1900, 4);
+        cached[4] = '-';
+        fixed_digits(cached + 5, tm.tm_mon + 1, 2);
+        cached[7] = '-';
+        fixed_digits(cached + 8, tm.tm_mday, 2);
+        cached[10] = 'T';
+        fixed_digits(cached + 11, tm.tm_hour, 2);
+        cached[13] = ':';
+        fixed_digits(cached + 14, tm.tm_min, 2);
+        cached[16] = ':';
+        fixed_digits(cached + 17, tm.tm_sec, 2);
+        cached[19] = '.';
+        cached[23] = 'Z';
+        cached_secs = secs;
+    }
+    char text[ISO8601_LEN];
+    memcpy(text, cached, sizeof text);
+    fixed_digits(text + 20, millis, 3);
+    if (outlen == 0)
+        return;
+    size_t n = outlen - 1 < sizeof text ? outlen - 1 : sizeof text;
+    memcpy(out, text, n);
+    out[n] = '\0';
 }
 
 /* Reads exactly n digits; -1 if any is not a digit. */

@@ -1,12 +1,15 @@
 """HTTP/1.1 connection handling of surge-api: keep-alive, pipelining,
-requests split across many packets, Connection: close, HTTP/1.0, idle timeout."""
+requests split across many packets, Connection: close, HTTP/1.0, idle timeout,
+clients that half-close or pipeline while a handler waits for Redis."""
 
+import contextlib
 import socket
 import time
 
 import pytest
 
-from helpers import Client, assert_error, build_request, post_job, queued, read_response
+from helpers import (Client, assert_error, build_request, get_job, post_job, queued,
+                     read_response, wait_for)
 
 
 def test_keep_alive_many_requests_one_socket(api):
@@ -108,6 +111,107 @@ def test_many_connections_at_once(api):
     finally:
         for c in clients:
             c.close()
+
+
+@contextlib.contextmanager
+def redis_writes_paused(redis):
+    """Redis holds every write command (the api's enqueue script among them)
+    until the block ends: a POST's handler waits for as long as the test
+    wants."""
+    redis.cli("CLIENT", "PAUSE", "120000", "WRITE")
+    try:
+        yield
+    finally:
+        redis.cli("CLIENT", "UNPAUSE")
+
+
+def a_command_is_held(redis):
+    """True once some client of Redis waits in the pause (flag b)."""
+    for line in redis.lines("CLIENT", "LIST"):
+        fields = dict(f.partition("=")[::2] for f in line.split())
+        if "b" in fields.get("flags", ""):
+            return True
+    return False
+
+
+def nothing_to_read(sock):
+    """True when no byte of an answer is waiting on sock."""
+    sock.settimeout(0.3)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # an answer, or the end of the connection
+        return False
+    except (socket.timeout, TimeoutError, BlockingIOError):
+        return True
+    finally:
+        sock.settimeout(10)
+
+
+def test_half_closed_client_gets_its_answer_then_the_connection_closes(api, redis):
+    """A client that sends its request and shuts down its sending side
+    (shutdown(SHUT_WR)) while the api waits for Redis still gets its answer,
+    marked Connection: close, and then the end of the connection."""
+    with Client(api.http_port) as c:
+        with redis_writes_paused(redis):
+            c.send(build_request("POST", "/jobs/read", {"item_id": 31}))
+            wait_for(lambda: a_command_is_held(redis), 10, message="the enqueue held by Redis")
+            c.sock.shutdown(socket.SHUT_WR)
+        r = c.read("POST")
+        assert r.status == 202 and r.json()["type"] == "read", r
+        assert (r.header("connection") or "").lower() == "close", r
+        assert c.is_closed_by_peer(10), "connection left open after the last answer"
+    assert queued(redis) == [r.json()["id"]]
+
+
+def test_half_closed_client_gets_every_pipelined_answer(api, redis):
+    reqs = [
+        ("POST", "/jobs/read", {"item_id": 32}),
+        ("GET", "/jobs/nope", None),
+        ("POST", "/jobs/burn", {"seconds": 1}),
+    ]
+    with Client(api.http_port) as c:
+        with redis_writes_paused(redis):
+            c.send(b"".join(build_request(m, p, b) for m, p, b in reqs))
+            wait_for(lambda: a_command_is_held(redis), 10, message="the enqueue held by Redis")
+            c.sock.shutdown(socket.SHUT_WR)
+        answers = [c.read(m) for m, _, _ in reqs]
+        assert answers[0].status == 202 and answers[0].json()["type"] == "read", answers[0]
+        assert_error(answers[1], 404, "not_found")
+        assert answers[2].status == 202 and answers[2].json()["type"] == "burn", answers[2]
+        assert (answers[2].header("connection") or "").lower() == "close", answers[2]
+        assert c.is_closed_by_peer(10), "connection left open after the last answer"
+    assert sorted(queued(redis)) == sorted(a.json()["id"] for a in (answers[0], answers[2]))
+
+
+def test_requests_pipelined_while_a_handler_waits_are_answered_in_order(api, redis):
+    """Requests that arrive while a POST waits for Redis wait their turn, more
+    of them than the api buffers (it stops reading past 16 KiB and resumes):
+    all are answered, in order, on the same connection."""
+    pad = {"X-Pad": "p" * 200}
+    later = [("POST", "/jobs/read", {"item_id": n + 1}) if n % 3 == 0 else ("GET", "/jobs/nope", None)
+             for n in range(120)]  # about 30 KiB
+    with Client(api.http_port) as c:
+        with redis_writes_paused(redis):
+            c.send(build_request("POST", "/jobs/burn", {"seconds": 1}))
+            wait_for(lambda: a_command_is_held(redis), 10, message="the enqueue held by Redis")
+            c.send(b"".join(build_request(m, p, b, headers=pad) for m, p, b in later))
+            # The 404s are answered without Redis: none may overtake the POST.
+            assert nothing_to_read(c.sock), "an answer overtook the POST waiting for Redis"
+        first = c.read("POST")
+        assert first.status == 202 and first.json()["type"] == "burn", first
+        sent = {first.json()["id"]: {"seconds": 1}}
+        for n, (m, _, body) in enumerate(later):
+            r = c.read(m)
+            if m == "GET":
+                assert_error(r, 404, "not_found")
+            else:
+                assert r.status == 202 and r.json()["type"] == "read", (n, r)
+                sent[r.json()["id"]] = body
+        # Still the same keep-alive connection.
+        assert_error(c.request("GET", "/jobs/nope"), 404, "not_found")
+    assert sorted(queued(redis)) == sorted(sent)
+    # In order: each answer names the job made of the request it answers.
+    for job_id, params in sent.items():
+        assert get_job(api.http_port, job_id)["params"] == params, job_id
 
 
 def _head_then_get(port, path):

@@ -5,9 +5,12 @@
 #include "buf.h"
 #include "util.h"
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- ISO 8601 ---- */
 
@@ -65,6 +68,144 @@ START_TEST(iso8601_small_buffer)
     memset(out, 'z', sizeof out);
     util_format_iso8601(0, out, sizeof out);
     ck_assert_str_eq(out, "1970-01-01");
+}
+END_TEST
+
+/* What util_format_iso8601 must write, the slow way (ms >= 0). */
+static void reference_iso8601(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    ck_assert_ptr_nonnull(gmtime_r(&secs, &tm));
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+static void check_against_reference(int64_t ms)
+{
+    char got[32], want[96];
+    memset(got, 'z', sizeof got);
+    util_format_iso8601(ms, got, sizeof got);
+    reference_iso8601(ms, want, sizeof want);
+    ck_assert_msg(!strcmp(got, want), "%" PRId64 ": %s, expected %s", ms, got, want);
+}
+
+START_TEST(iso8601_across_second_boundaries)
+{
+    /* The formatted second is kept between calls: crossing into the next
+     * second (and minute, hour, day, year), going back to an earlier one
+     * and jumping far away must all change it. */
+    static const int64_t around[] = {
+        1795635723000,   /* 2026-11-25T19:42:03 */
+        1795635779000,   /* 19:42:59 -> 19:43:00 */
+        1795637999000,   /* 20:19:59 -> 20:20:00 */
+        1798761599000,   /* 2026-12-31T23:59:59 -> 2027-01-01 */
+        951868799000,    /* 2000-02-29T23:59:59 -> 2000-03-01 */
+        0,
+    };
+    for (size_t k = 0; k < ARRAY_LEN(around); k++) {
+        for (int64_t ms = around[k] >= 3 ? around[k] - 3 : 0; ms < around[k] + 2003; ms++)
+            check_against_reference(ms);
+        /* Back and forth between two seconds, one call each. */
+        for (int i = 0; i < 50; i++) {
+            check_against_reference(around[k] + 999);
+            check_against_reference(around[k] + 1000);
+            check_against_reference(around[k] + 998 - i);
+        }
+    }
+    /* Far jumps: every call a different second, its milliseconds varying. */
+    uint64_t x = 88172645463325252u;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        check_against_reference((int64_t)(x % 4102444800000u));
+    }
+}
+END_TEST
+
+/* Formats a run of stamps in its own range, checking each one. */
+static void *format_many(void *arg)
+{
+    int64_t start = *(const int64_t *)arg;
+    for (int64_t ms = start; ms < start + 20000; ms += 3) {
+        char got[32], want[96];
+        util_format_iso8601(ms, got, sizeof got);
+        reference_iso8601(ms, want, sizeof want);
+        if (strcmp(got, want) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(iso8601_from_several_threads)
+{
+    /* Log lines are stamped by the burn threads too: each thread keeps its
+     * own second, so threads formatting different times do not mix them. */
+    int64_t starts[4] = {1795635723000, 951868790000, 1798761590000, 4000};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, format_many, &starts[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad = (void *)1;
+        ck_assert_int_eq(pthread_join(t[i], &bad), 0);
+        ck_assert_msg(bad == NULL, "thread %d formatted a wrong stamp", i);
+    }
+}
+END_TEST
+
+START_TEST(iso8601_truncates_after_a_cached_second)
+{
+    /* The same second, formatted in full first, then into a short buffer. */
+    char out[32], small[14];
+    util_format_iso8601(1795635723123, out, sizeof out);
+    ck_assert_str_eq(out, "2026-11-25T19:42:03.123Z");
+    memset(small, 'z', sizeof small);
+    util_format_iso8601(1795635723456, small, sizeof small);
+    ck_assert_str_eq(small, "2026-11-25T19");
+}
+END_TEST
+
+/* ---- integers in decimal ---- */
+
+START_TEST(format_uint_matches_printf)
+{
+    uint64_t values[] = {0, 1, 9, 10, 11, 99, 100, 101, 202, 404, 999, 1000, 65535, 4294967295u,
+                         4294967296u, 9999999999999999999u, 10000000000000000000u, UINT64_MAX};
+    for (size_t k = 0; k < ARRAY_LEN(values); k++) {
+        char got[UTIL_UINT_DIGITS + 8], want[32];
+        memset(got, 'z', sizeof got);
+        size_t n = util_format_uint(got, values[k]);
+        snprintf(want, sizeof want, "%" PRIu64, values[k]);
+        ck_assert_uint_eq(n, strlen(want));
+        ck_assert_msg(!memcmp(got, want, n), "%s written as %.*s", want, (int)n, got);
+        ck_assert_int_eq(got[n], 'z'); /* nothing past the digits */
+    }
+    /* Every power of ten and its neighbours. */
+    for (uint64_t p = 1; p <= 1000000000000000000u; p *= 10) {
+        for (uint64_t v = p - 1; v <= p + 1; v++) {
+            char got[UTIL_UINT_DIGITS], want[32];
+            size_t n = util_format_uint(got, v);
+            snprintf(want, sizeof want, "%" PRIu64, v);
+            ck_assert_uint_eq(n, strlen(want));
+            ck_assert(!memcmp(got, want, n));
+        }
+    }
+}
+END_TEST
+
+START_TEST(buf_append_uint_appends)
+{
+    struct buf b = {0};
+    buf_append_uint(&b, 0);
+    ck_assert_str_eq(b.data, "0");
+    buf_puts(&b, " Content-Length: ");
+    buf_append_uint(&b, 1234567);
+    buf_append(&b, "\r\n", 2);
+    buf_append_uint(&b, UINT64_MAX);
+    ck_assert_str_eq(b.data, "0 Content-Length: 1234567\r\n18446744073709551615");
+    ck_assert_uint_eq(b.len, strlen(b.data));
+    buf_free(&b);
 }
 END_TEST
 
@@ -319,12 +460,18 @@ Suite *util_suite(void)
     tcase_add_loop_test(tc, iso8601_format_and_parse, 0, (int)ARRAY_LEN(stamps));
     tcase_add_test(tc, iso8601_round_trip);
     tcase_add_test(tc, iso8601_small_buffer);
+    tcase_add_test(tc, iso8601_across_second_boundaries);
+    tcase_add_test(tc, iso8601_from_several_threads);
+    tcase_add_test(tc, iso8601_truncates_after_a_cached_second);
     tcase_add_loop_test(tc, iso8601_refuses_malformed, 0, (int)ARRAY_LEN(bad_stamps));
     tcase_add_test(tc, iso8601_refuses_out_of_range_fields);
     tcase_add_test(tc, iso8601_refuses_fields_of_the_wrong_width);
     suite_add_tcase(s, tc);
     tc = tcase_create("alloc");
     tcase_add_test(tc, strdup_helpers);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("decimal");
+    tcase_add_test(tc, format_uint_matches_printf);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -340,6 +487,7 @@ Suite *buf_suite(void)
     tcase_add_test(tc, buf_reserve_then_write);
     tcase_add_test(tc, buf_reset_keeps_memory);
     tcase_add_test(tc, steal_hands_over_the_memory);
+    tcase_add_test(tc, buf_append_uint_appends);
     suite_add_tcase(s, tc);
     return s;
 }
