@@ -1,10 +1,10 @@
-/* redis_client: hiredis async + libuv, with deadlines and reconnection.
- * The only file that includes hiredis's libuv adapter. */
+/* redis_client: hiredis async on libuv (our own adapter, redis_uv_adapter),
+ * with deadlines and reconnection. */
 #include "redis_client.h"
 #include "log.h"
+#include "redis_uv_adapter.h"
 #include "util.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -238,7 +238,7 @@ static void connect_to(struct rc *rc, const char *ip)
         return;
     }
     ac->data = rc;
-    if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+    if (redis_uv_attach(ac, rc->loop) != 0) {
         redisAsyncFree(ac);
         schedule_reconnect(rc);
         return;

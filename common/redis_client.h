@@ -1,6 +1,7 @@
-/* redis_client: one Redis connection over hiredis's libuv adapter, with what
- * Debian's hiredis 0.14 lacks: a deadline on every request, reconnection with
- * backoff, AUTH/SELECT on every (re)connect, and non-blocking name lookup.
+/* redis_client: one Redis connection (hiredis async, on libuv through
+ * redis_uv_adapter), with what Debian's hiredis 0.14 lacks: a deadline on
+ * every request, reconnection with backoff, AUTH/SELECT on every
+ * (re)connect, and non-blocking name lookup.
  *
  * Every request ends in exactly one callback: the reply, or NULL with a reason
  * ("timeout", "disconnected"). A request made while disconnected is answered
