@@ -38,7 +38,8 @@ struct pending {
     bool replied;
     redisReply *held;
     const char *held_err;
-    struct pending *prev, *next; /* in the order sent: Redis answers in it */
+    struct pending *prev, *next;   /* in the order sent: Redis answers in it */
+    struct pending *dprev, *dnext; /* in the order of deadlines */
     /* A script request: which script, what was sent, and what follows the
      * script in the command (key count, keys, arguments: rest_argc of them,
      * already in RESP), to send it again. */
@@ -63,6 +64,8 @@ struct rc {
     bool resolving;
     struct pending *head; /* oldest first: Redis answers in order */
     struct pending *tail;
+    struct pending *dhead; /* earliest deadline first */
+    struct pending *dtail;
     uint64_t sends;    /* script commands sent, for pending.sent_no and rscript.eval_no */
     uint64_t conn_gen; /* counts connections, for rscript.eval_conn */
     struct rscript_table scripts;
@@ -85,6 +88,15 @@ static void list_remove(struct rc *rc, struct pending *p)
     else
         rc->tail = p->prev;
     p->prev = p->next = NULL;
+    if (p->dprev)
+        p->dprev->dnext = p->dnext;
+    else
+        rc->dhead = p->dnext;
+    if (p->dnext)
+        p->dnext->dprev = p->dprev;
+    else
+        rc->dtail = p->dprev;
+    p->dprev = p->dnext = NULL;
 }
 
 static void free_pending(struct pending *p)
@@ -237,19 +249,18 @@ static void drop(struct rc *rc, const char *why)
     schedule_reconnect(rc);
 }
 
+/* Deadlines are checked against the earliest one only: the deadline list is
+ * kept sorted (requests of one client may have different timeouts, such as
+ * a BLMOVE's), and in practice a new request goes at its tail. */
 static void on_tick(uv_timer_t *t)
 {
     struct rc *rc = t->data;
-    double now = util_mono_seconds();
-    for (struct pending *p = rc->head; p; p = p->next) {
-        if (!p->answered && now >= p->deadline) {
-            log_warn("redis_timeout", "%s: no answer within the deadline; reconnecting",
-                     rc->name);
-            /* Later replies on this connection would be out of step with the
-             * requests still waiting: start a fresh connection. */
-            drop(rc, "timeout");
-            break;
-        }
+    struct pending *p = rc->dhead;
+    if (p && !p->answered && util_mono_seconds() >= p->deadline) {
+        log_warn("redis_timeout", "%s: no answer within the deadline; reconnecting", rc->name);
+        /* Later replies on this connection would be out of step with the
+         * requests still waiting: start a fresh connection. */
+        drop(rc, "timeout");
     }
     if (!rc->head)
         uv_timer_stop(&rc->tick);
@@ -271,6 +282,20 @@ static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeo
     else
         rc->head = p;
     rc->tail = p;
+    /* Insert by deadline, from the tail: one step when the timeouts agree. */
+    struct pending *after = rc->dtail;
+    while (after && after->deadline > p->deadline)
+        after = after->dprev;
+    p->dprev = after;
+    p->dnext = after ? after->dnext : rc->dhead;
+    if (p->dnext)
+        p->dnext->dprev = p;
+    else
+        rc->dtail = p;
+    if (after)
+        after->dnext = p;
+    else
+        rc->dhead = p;
     if (!uv_is_active((uv_handle_t *)&rc->tick))
         uv_timer_start(&rc->tick, on_tick, TICK_MS, TICK_MS);
     return p;
