@@ -146,6 +146,14 @@ class Strace:
         return out
 
 
+def _state(pid):
+    """The one-letter state of a process (R, S, T...), from /proc."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("State:"):
+            return line.split()[1]
+    return ""
+
+
 def _tracer(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("TracerPid:"):
@@ -190,14 +198,19 @@ def test_commands_of_one_loop_turn_leave_in_one_write(surge, redis, tmp_path):
     one_command = sha_writes[0][3]
     assert all(w[3] == one_command for w in sha_writes), sha_writes
 
-    with Strace(api.pid, tmp_path / "burst.strace") as tr:
-        api.signal(signal.SIGSTOP)
-        try:
+    # Stopped before strace attaches: SIGSTOP is delivered asynchronously,
+    # and a request read before the api has stopped would leave in a write
+    # of its own.
+    api.signal(signal.SIGSTOP)
+    try:
+        poll_until(lambda: _state(api.pid) == "T", 10, what="the api stopped")
+        with Strace(api.pid, tmp_path / "burst.strace") as tr:
             for s in socks:
                 s.sendall(build_request("POST", "/jobs/read", {"item_id": 7}))
-        finally:
             api.signal(signal.SIGCONT)
-        statuses = [read_response(f, "POST").status for f in files]
+            statuses = [read_response(f, "POST").status for f in files]
+    finally:
+        api.signal(signal.SIGCONT)
     assert statuses == [202] * n_conn, statuses
     calls = tr.calls()
     to_redis = [c for c in calls if c[0] in ("write", "writev") and c[1] in fds]
