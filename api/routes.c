@@ -4,6 +4,7 @@
 #include "job.h"
 #include "job_view.h"
 #include "log.h"
+#include "resp.h"
 #include "surge_metrics.h"
 #include "util.h"
 
@@ -166,16 +167,18 @@ static void create_job(struct api_ctx *api, struct http_request *req, enum job_t
     struct buf key = {0};
     key_job(&key, p->id);
     if (!p->idempotent) {
-        rc_command(api->redis, on_enqueued, p, "EVAL %s 2 %s %s %s %s %s %s", enqueue_script,
-                   key.data, key_queue(jr.type), job_type_name(jr.type), jr.params_json, created,
-                   p->id);
+        const char *argv[] = {"2", key.data, key_queue(jr.type), job_type_name(jr.type),
+                              jr.params_json, created, p->id};
+        rc_eval(api->redis, on_enqueued, p, enqueue_script, (int)ARRAY_LEN(argv), argv, NULL);
     } else {
         struct buf idem_key = {0};
         idem_redis_key(&idem_key, idem);
-        rc_command(api->redis, on_enqueued, p, "EVAL %s 3 %s %s %s %s %s %s %s %d",
-                   enqueue_idem_script, key.data, key_queue(jr.type), idem_key.data,
-                   job_type_name(jr.type), jr.params_json, created, p->id,
-                   api->cfg->result_ttl_seconds);
+        char ttl[24];
+        ttl[resp_write_uint(ttl, (uint64_t)api->cfg->result_ttl_seconds)] = '\0';
+        const char *argv[] = {"3", key.data, key_queue(jr.type), idem_key.data,
+                              job_type_name(jr.type), jr.params_json, created, p->id, ttl};
+        rc_eval(api->redis, on_enqueued, p, enqueue_idem_script, (int)ARRAY_LEN(argv), argv,
+                NULL);
         buf_free(&idem_key);
     }
     buf_free(&key);

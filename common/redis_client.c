@@ -1,19 +1,29 @@
-/* redis_client: hiredis async + libuv, with deadlines and reconnection.
- * The only file that includes hiredis's libuv adapter. */
+/* redis_client: hiredis async on libuv (our own adapter, redis_uv_adapter),
+ * with deadlines and reconnection. */
 #include "redis_client.h"
 #include "log.h"
+#include "buf.h"
+#include "redis_script.h"
+#include "redis_uv_adapter.h"
+#include "resp.h"
 #include "util.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TICK_MS 20
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+
+enum attempt {
+    SENT_EVALSHA,       /* the script was loaded on this connection */
+    SENT_EVALSHA_AGAIN, /* after NOSCRIPT, behind an EVAL of the same script */
+    SENT_EVAL,          /* the script's text, which loads it: first use, or NOSCRIPT */
+};
 
 /* One request: answered once, freed when hiredis is done with it too. */
 struct pending {
@@ -23,7 +33,21 @@ struct pending {
     double deadline;
     bool answered;
     bool internal; /* handshake command: does not count as a user request */
-    struct pending *prev, *next;
+    /* Replied while an older request waits for its script's second try: the
+     * reply is kept (a copy) and given in order. */
+    bool replied;
+    redisReply *held;
+    const char *held_err;
+    struct pending *prev, *next;   /* in the order sent: Redis answers in it */
+    struct pending *dprev, *dnext; /* in the order of deadlines */
+    /* A script request: which script, what was sent, and what follows the
+     * script in the command (key count, keys, arguments: rest_argc of them,
+     * already in RESP), to send it again. */
+    struct rscript *script; /* NULL: not a script */
+    enum attempt attempt;
+    uint64_t sent_no; /* rc->sends when last sent */
+    size_t rest_argc, rest_len;
+    char rest[];
 };
 
 struct rc {
@@ -40,6 +64,12 @@ struct rc {
     bool resolving;
     struct pending *head; /* oldest first: Redis answers in order */
     struct pending *tail;
+    struct pending *dhead; /* earliest deadline first */
+    struct pending *dtail;
+    uint64_t sends;    /* script commands sent, for pending.sent_no and rscript.eval_no */
+    uint64_t conn_gen; /* counts connections, for rscript.eval_conn */
+    struct rscript_table scripts;
+    struct buf out; /* a command being written; hiredis copies it */
     int handles_open;
     void (*done)(void *);
     void *done_arg;
@@ -58,6 +88,21 @@ static void list_remove(struct rc *rc, struct pending *p)
     else
         rc->tail = p->prev;
     p->prev = p->next = NULL;
+    if (p->dprev)
+        p->dprev->dnext = p->dnext;
+    else
+        rc->dhead = p->dnext;
+    if (p->dnext)
+        p->dnext->dprev = p->dprev;
+    else
+        rc->dtail = p->dprev;
+    p->dprev = p->dnext = NULL;
+}
+
+static void free_pending(struct pending *p)
+{
+    rscript_free_reply(p->held);
+    free(p);
 }
 
 static void answer(struct pending *p, redisReply *reply, const char *err)
@@ -69,16 +114,95 @@ static void answer(struct pending *p, redisReply *reply, const char *err)
         p->cb(reply, err, p->arg);
 }
 
+/* Answers, in order, the requests at the head whose replies were kept. */
+static void deliver_held(struct rc *rc)
+{
+    while (rc->head && rc->head->replied) {
+        struct pending *p = rc->head;
+        list_remove(rc, p);
+        answer(p, p->held, p->held_err);
+        free_pending(p);
+    }
+}
+
+/* Answers and frees the requests whose replies were kept: hiredis no
+ * longer knows them. */
+static void free_held(struct rc *rc)
+{
+    struct pending *p = rc->head;
+    while (p) {
+        struct pending *next = p->next;
+        if (p->replied) {
+            list_remove(rc, p);
+            free_pending(p);
+        }
+        p = next;
+    }
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Sends the script request p, as EVALSHA or (eval) as EVAL; false when
+ * hiredis refuses it (the context is going away). */
+static bool send_script(struct rc *rc, redisAsyncContext *ac, struct pending *p, bool eval)
+{
+    p->sent_no = ++rc->sends;
+    if (eval) {
+        p->script->eval_no = p->sent_no;
+        p->script->eval_conn = rc->conn_gen;
+    }
+    rscript_write(&rc->out, p->script, eval, p->rest_argc, p->rest, p->rest_len);
+    return redisAsyncFormattedCommand(ac, on_reply, p, rc->out.data, rc->out.len) == REDIS_OK;
+}
+
+/* A NOSCRIPT answer to p's EVALSHA: Redis lost its scripts (restart, SCRIPT
+ * FLUSH) or never had this one. Send p again, keeping its place in the
+ * answer order and its deadline: as EVAL, which loads the script, unless an
+ * EVAL of the same script was sent after p's EVALSHA (on this connection: a
+ * reconnection answers every request), which Redis runs before p's second
+ * try: then EVALSHA again. So the requests in flight when Redis lost the
+ * script load it once, not once each. A second NOSCRIPT (another flush
+ * meanwhile) gets an EVAL. Returns false when it could not be sent. */
+static bool retry_script(struct rc *rc, redisAsyncContext *ac, struct pending *p)
+{
+    bool eval = p->attempt == SENT_EVALSHA_AGAIN || p->script->eval_no < p->sent_no;
+    p->attempt = eval ? SENT_EVAL : SENT_EVALSHA_AGAIN;
+    return send_script(rc, ac, p, eval);
+}
+
 /* hiredis calls this once per command: with the reply, or NULL when the
  * context goes away. */
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    (void)ac;
     struct pending *p = privdata;
     struct rc *rc = p->rc;
+    redisReply *reply = r;
+    const char *err = NULL;
+    if (p->answered) { /* drop() or rc_close() answered it */
+        list_remove(rc, p);
+        free_pending(p);
+        return;
+    }
+    if (reply && p->script && p->attempt != SENT_EVAL && rscript_is_noscript(reply) &&
+        ac == rc->ac) {
+        if (retry_script(rc, ac, p))
+            return;
+        reply = NULL; /* hiredis refused: the context is going away */
+    }
+    if (!reply)
+        err = "disconnected";
+    if (p->prev) {
+        /* An older request waits for its script's second try: keep this
+         * answer until that one is given. */
+        p->replied = true;
+        p->held = reply ? rscript_copy_reply(reply) : NULL;
+        p->held_err = err;
+        return;
+    }
     list_remove(rc, p);
-    answer(p, r, r ? NULL : "disconnected");
-    free(p);
+    answer(p, reply, err);
+    free_pending(p);
+    deliver_held(rc);
 }
 
 static void on_reconnect_timer(uv_timer_t *t)
@@ -115,36 +239,38 @@ static void drop(struct rc *rc, const char *why)
     redisAsyncContext *ac = rc->ac;
     rc->ac = NULL;
     /* Answer first so the reason reaches the caller, then let hiredis run
-     * its NULL callbacks, which only free. */
+     * its NULL callbacks, which only free. A reply already kept is given. */
     for (struct pending *p = rc->head; p; p = p->next)
-        answer(p, NULL, why);
+        answer(p, p->held, p->replied ? p->held_err : why);
+    free_held(rc);
     if (ac)
         redisAsyncFree(ac);
     set_up(rc, false);
     schedule_reconnect(rc);
 }
 
+/* Deadlines are checked against the earliest one only: the deadline list is
+ * kept sorted (requests of one client may have different timeouts, such as
+ * a BLMOVE's), and in practice a new request goes at its tail. */
 static void on_tick(uv_timer_t *t)
 {
     struct rc *rc = t->data;
-    double now = util_mono_seconds();
-    for (struct pending *p = rc->head; p; p = p->next) {
-        if (!p->answered && now >= p->deadline) {
-            log_warn("redis_timeout", "%s: no answer within the deadline; reconnecting",
-                     rc->name);
-            /* Later replies on this connection would be out of step with the
-             * requests still waiting: start a fresh connection. */
-            drop(rc, "timeout");
-            break;
-        }
+    struct pending *p = rc->dhead;
+    if (p && !p->answered && util_mono_seconds() >= p->deadline) {
+        log_warn("redis_timeout", "%s: no answer within the deadline; reconnecting", rc->name);
+        /* Later replies on this connection would be out of step with the
+         * requests still waiting: start a fresh connection. */
+        drop(rc, "timeout");
     }
     if (!rc->head)
         uv_timer_stop(&rc->tick);
 }
 
-static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms)
+/* A new request, extra bytes at its end for a script's arguments. */
+static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms,
+                             size_t extra)
 {
-    struct pending *p = xcalloc(1, sizeof *p);
+    struct pending *p = xcalloc(1, sizeof *p + extra);
     p->rc = rc;
     p->cb = cb;
     p->arg = arg;
@@ -156,6 +282,20 @@ static struct pending *track(struct rc *rc, rc_reply_fn cb, void *arg, int timeo
     else
         rc->head = p;
     rc->tail = p;
+    /* Insert by deadline, from the tail: one step when the timeouts agree. */
+    struct pending *after = rc->dtail;
+    while (after && after->deadline > p->deadline)
+        after = after->dprev;
+    p->dprev = after;
+    p->dnext = after ? after->dnext : rc->dhead;
+    if (p->dnext)
+        p->dnext->dprev = p;
+    else
+        rc->dtail = p;
+    if (after)
+        after->dnext = p;
+    else
+        rc->dhead = p;
     if (!uv_is_active((uv_handle_t *)&rc->tick))
         uv_timer_start(&rc->tick, on_tick, TICK_MS, TICK_MS);
     return p;
@@ -208,7 +348,7 @@ static void send_handshake(struct rc *rc)
 {
     struct pending *p;
     if (rc->password[0]) {
-        p = track(rc, NULL, NULL, rc->opts.timeout_ms);
+        p = track(rc, NULL, NULL, rc->opts.timeout_ms, 0);
         p->internal = true;
         if (rc->username[0])
             redisAsyncCommand(rc->ac, on_reply, p, "AUTH %s %s", rc->username, rc->password);
@@ -218,11 +358,11 @@ static void send_handshake(struct rc *rc)
         p->arg = rc;
     }
     if (rc->opts.db) {
-        p = track(rc, on_handshake, rc, rc->opts.timeout_ms);
+        p = track(rc, on_handshake, rc, rc->opts.timeout_ms, 0);
         p->internal = true;
         redisAsyncCommand(rc->ac, on_reply, p, "SELECT %d", rc->opts.db);
     }
-    p = track(rc, on_handshake, rc, rc->opts.timeout_ms);
+    p = track(rc, on_handshake, rc, rc->opts.timeout_ms, 0);
     p->internal = true;
     redisAsyncCommand(rc->ac, on_reply, p, "PING");
 }
@@ -238,7 +378,8 @@ static void connect_to(struct rc *rc, const char *ip)
         return;
     }
     ac->data = rc;
-    if (redisLibuvAttach(ac, rc->loop) != REDIS_OK) {
+    rc->conn_gen++;
+    if (redis_uv_attach(ac, rc->loop) != 0) {
         redisAsyncFree(ac);
         schedule_reconnect(rc);
         return;
@@ -316,13 +457,14 @@ bool rc_is_up(const struct rc *rc)
     return rc->up;
 }
 
-static struct pending *begin(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms)
+static struct pending *begin(struct rc *rc, rc_reply_fn cb, void *arg, int timeout_ms,
+                             size_t extra)
 {
     if (!rc->ac || rc->closing) {
         cb(NULL, rc->closing ? "closing" : "disconnected", arg);
         return NULL;
     }
-    return track(rc, cb, arg, timeout_ms);
+    return track(rc, cb, arg, timeout_ms, extra);
 }
 
 /* hiredis refuses a command only when the context is going away. */
@@ -332,15 +474,74 @@ static void sent(struct rc *rc, struct pending *p, int status)
         return;
     list_remove(rc, p);
     answer(p, NULL, "disconnected");
-    free(p);
+    free_pending(p);
+}
+
+/* Sends the command in rc->out. */
+static void send_out(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *arg)
+{
+    struct pending *p = begin(rc, cb, arg, timeout_ms, 0);
+    if (p)
+        sent(rc, p, redisAsyncFormattedCommand(rc->ac, on_reply, p, rc->out.data, rc->out.len));
+}
+
+/* What follows a script in EVAL/EVALSHA (key count, keys, arguments): argc
+ * arguments, either already in RESP (resp, len bytes) or as argv/lens. */
+struct rest {
+    size_t argc, len;
+    const char *resp;
+    const char **argv;
+    const size_t *lens;
+};
+
+static void rest_write(const struct rest *r, char *dst)
+{
+    if (r->argv)
+        resp_write_args(dst, r->argc, r->argv, r->lens);
+    else if (r->len)
+        memcpy(dst, r->resp, r->len);
+}
+
+/* Every Lua script goes through here: EVAL the first time on a connection
+ * (it loads the script: a command sent before a timeout still runs when
+ * Redis gets to it, whether or not Redis had the script), EVALSHA after
+ * that, and EVAL again on NOSCRIPT (on_reply). */
+static void script_command(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *arg,
+                           const char *text, size_t len, const struct rest *r)
+{
+    struct rscript *s = rscript_find(&rc->scripts, text, len);
+    struct pending *p = begin(rc, cb, arg, timeout_ms, r->len);
+    if (!p)
+        return;
+    p->script = s;
+    bool eval = s->eval_conn != rc->conn_gen;
+    p->attempt = eval ? SENT_EVAL : SENT_EVALSHA;
+    p->rest_argc = r->argc;
+    p->rest_len = r->len;
+    rest_write(r, p->rest);
+    sent(rc, p, send_script(rc, rc->ac, p, eval) ? REDIS_OK : REDIS_ERR);
 }
 
 static void vcommand(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *arg, const char *fmt,
                      va_list ap)
 {
-    struct pending *p = begin(rc, cb, arg, timeout_ms);
-    if (p)
-        sent(rc, p, redisvAsyncCommand(rc->ac, on_reply, p, fmt, ap));
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len < 0) {
+        cb(NULL, "bad command", arg);
+        return;
+    }
+    const char *text, *rest;
+    size_t text_len, rest_len, rest_argc;
+    if (rscript_parse_eval(cmd, (size_t)len, &text, &text_len, &rest, &rest_len, &rest_argc)) {
+        struct rest r = {.argc = rest_argc, .len = rest_len, .resp = rest};
+        script_command(rc, timeout_ms, cb, arg, text, text_len, &r);
+    } else {
+        buf_reset(&rc->out);
+        buf_append(&rc->out, cmd, (size_t)len);
+        send_out(rc, timeout_ms, cb, arg);
+    }
+    redisFreeCommand(cmd);
 }
 
 void rc_command(struct rc *rc, rc_reply_fn cb, void *arg, const char *fmt, ...)
@@ -360,12 +561,32 @@ void rc_command_deadline(struct rc *rc, int timeout_ms, rc_reply_fn cb, void *ar
     va_end(ap);
 }
 
+void rc_eval(struct rc *rc, rc_reply_fn cb, void *arg, const char *script, int argc,
+             const char **argv, const size_t *lens)
+{
+    struct rest r = {.argc = (size_t)argc, .argv = argv, .lens = lens};
+    r.len = resp_args_len(r.argc, argv, lens);
+    script_command(rc, rc->opts.timeout_ms, cb, arg, script, strlen(script), &r);
+}
+
 void rc_command_argv(struct rc *rc, rc_reply_fn cb, void *arg, int argc, const char **argv,
                      const size_t *lens)
 {
-    struct pending *p = begin(rc, cb, arg, rc->opts.timeout_ms);
-    if (p)
-        sent(rc, p, redisAsyncCommandArgv(rc->ac, on_reply, p, argc, argv, lens));
+    if (argc >= 3 && (lens ? lens[0] : strlen(argv[0])) == 4 &&
+        strncasecmp(argv[0], "EVAL", 4) == 0) {
+        struct rest r = {.argc = (size_t)argc - 2, .argv = argv + 2, .lens = lens ? lens + 2 : NULL};
+        r.len = resp_args_len(r.argc, r.argv, r.lens);
+        script_command(rc, rc->opts.timeout_ms, cb, arg, argv[1],
+                       lens ? lens[1] : strlen(argv[1]), &r);
+        return;
+    }
+    size_t need = resp_header_len((size_t)argc) + resp_args_len((size_t)argc, argv, lens);
+    buf_reset(&rc->out);
+    char *w = buf_reserve(&rc->out, need);
+    size_t n = resp_write_header(w, (size_t)argc);
+    n += resp_write_args(w + n, (size_t)argc, argv, lens);
+    rc->out.len = n;
+    send_out(rc, rc->opts.timeout_ms, cb, arg);
 }
 
 static void release(struct rc *rc)
@@ -378,6 +599,8 @@ static void release(struct rc *rc)
     free(rc->host);
     free(rc->username);
     free(rc->password);
+    rscript_table_free(&rc->scripts);
+    buf_free(&rc->out);
     free(rc);
     if (done)
         done(arg);
@@ -396,7 +619,8 @@ void rc_close(struct rc *rc, void (*done)(void *), void *arg)
     redisAsyncContext *ac = rc->ac;
     rc->ac = NULL;
     for (struct pending *p = rc->head; p; p = p->next)
-        answer(p, NULL, "closing");
+        answer(p, p->held, p->replied ? p->held_err : "closing");
+    free_held(rc);
     if (ac)
         redisAsyncFree(ac);
     if (rc->resolving)

@@ -8,7 +8,7 @@ declare -A GROUP
 # node-llhttp: llhttp's C sources, compiled into the binaries (Makefile).
 GROUP[build]="build-essential pkg-config libuv1-dev libhiredis-dev libpq-dev libjsmn-dev node-llhttp"
 GROUP[run]="redis-server redis-tools postgresql postgresql-client"
-GROUP[test]="check clang libclang-rt-14-dev valgrind python3-venv prometheus curl"
+GROUP[test]="check clang libclang-rt-14-dev valgrind python3-venv prometheus curl strace"
 GROUP[image]="podman debootstrap runc"
 GROUP[bench]="wrk redis-tools postgresql-contrib linux-perf valgrind"
 

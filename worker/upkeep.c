@@ -88,8 +88,8 @@ static void beat(struct worker *w)
     char ttl[16], now[24];
     snprintf(ttl, sizeof ttl, "%d", w->cfg->heartbeat_seconds);
     snprintf(now, sizeof now, "%lld", (long long)util_now_ms());
-    rc_command(w->redis, on_beat, w, "EVAL %s 2 %s %s %s %s %s %s", script_beat, w->heartbeat.data,
-               key_workers(), val.data, ttl, now, w->name);
+    const char *argv[] = {"2", w->heartbeat.data, key_workers(), val.data, ttl, now, w->name};
+    rc_eval(w->redis, on_beat, w, script_beat, (int)ARRAY_LEN(argv), argv, NULL);
     buf_free(&val);
 }
 
@@ -108,8 +108,8 @@ static void promote(struct worker *w)
 {
     char now[24];
     snprintf(now, sizeof now, "%lld", (long long)util_now_ms());
-    rc_command(w->redis, on_promoted, NULL, "EVAL %s 1 %s %s %s %s", script_promote, key_retry(),
-               now, key_job_prefix(), key_queue_prefix());
+    const char *argv[] = {"1", key_retry(), now, key_job_prefix(), key_queue_prefix()};
+    rc_eval(w->redis, on_promoted, NULL, script_promote, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 /* ---- the shared queue of older versions ---- */
@@ -127,8 +127,8 @@ static void on_migrated(redisReply *reply, const char *err, void *arg)
 
 static void migrate(struct worker *w)
 {
-    rc_command(w->redis, on_migrated, NULL, "EVAL %s 1 %s %s %s", script_migrate,
-               key_shared_queue(), key_job_prefix(), key_queue_prefix());
+    const char *argv[] = {"1", key_shared_queue(), key_job_prefix(), key_queue_prefix()};
+    rc_eval(w->redis, on_migrated, NULL, script_migrate, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 /* ---- putting ids back: dead workers' lists, our own list, orphans ---- */
@@ -189,8 +189,9 @@ static void recover(struct worker *w, const char *worker_name, const char *mode,
     struct buf hb = {0}, proc = {0};
     key_heartbeat(&hb, worker_name);
     key_processing(&proc, worker_name);
-    rc_command(w->redis, cb, arg, "EVAL %s 3 %s %s %s %s %s %s %s", script_recover, hb.data,
-               proc.data, key_workers(), mode, key_job_prefix(), worker_name, key_queue_prefix());
+    const char *argv[] = {"3",  hb.data,          proc.data,          key_workers(),
+                          mode, key_job_prefix(), worker_name,        key_queue_prefix()};
+    rc_eval(w->redis, cb, arg, script_recover, (int)ARRAY_LEN(argv), argv, NULL);
     buf_free(&hb);
     buf_free(&proc);
 }
@@ -263,14 +264,14 @@ static void on_orphan(redisReply *reply, const char *err, void *arg)
 
 void upkeep_put_back(struct worker *w, const char *id, size_t len)
 {
-    const char *argv[] = {"EVAL", script_orphan, "1", w->processing.data, id, key_job_prefix(),
-                          w->name, key_queue_prefix()};
+    const char *argv[] = {"1", w->processing.data, id, key_job_prefix(), w->name,
+                          key_queue_prefix()};
     size_t lens[ARRAY_LEN(argv)];
     for (size_t i = 0; i < ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    lens[4] = len;
+    lens[2] = len;
     /* Without Redis it stays in our list; the orphan check puts it back. */
-    rc_command_argv(w->redis, on_orphan, w, (int)ARRAY_LEN(argv), argv, lens);
+    rc_eval(w->redis, on_orphan, w, script_orphan, (int)ARRAY_LEN(argv), argv, lens);
 }
 
 static void on_own_list(redisReply *reply, const char *err, void *arg)
@@ -288,8 +289,7 @@ static void on_own_list(redisReply *reply, const char *err, void *arg)
             continue;
         if (seen_before(w, id)) {
             log_warn("orphan_requeued", "job %s sat in our list without a runner", id);
-            rc_command(w->redis, on_orphan, w, "EVAL %s 1 %s %s %s %s %s", script_orphan,
-                       w->processing.data, id, key_job_prefix(), w->name, key_queue_prefix());
+            upkeep_put_back(w, id, strlen(id));
         } else if (n < 16) {
             snprintf(now_seen[n++], JOB_ID_LEN + 1, "%s", id);
         }
@@ -321,8 +321,8 @@ static void prune_dead(struct worker *w)
 {
     char max[16];
     snprintf(max, sizeof max, "%d", w->cfg->dead_list_max);
-    rc_command(w->redis, on_pruned, NULL, "EVAL %s 1 %s %s %s", script_prune_dead, key_dead(),
-               key_job_prefix(), max);
+    const char *argv[] = {"1", key_dead(), key_job_prefix(), max};
+    rc_eval(w->redis, on_pruned, NULL, script_prune_dead, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 /* ---- the tick ---- */

@@ -213,6 +213,12 @@ def test_read_in_flight_when_its_connection_is_killed(surge, redis, postgres):
     api = surge.api()
     w = surge.worker(SURGE_MAX_ATTEMPTS=10)
     poll_until(lambda: _ready(w), 15, what="worker ready")
+    # Every connection of the pool has prepared its SELECT: a PREPARE made
+    # under the lock would wait on it too and count as a second read.
+    poll_until(lambda: int(postgres.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' "
+        "AND query LIKE 'SELECT row_to_json%'")) >= 4, 15,
+        what="the worker's 4 PostgreSQL connections prepared")
     resp = Resp(redis.port)
     with TableLock(postgres) as lock:
         job = post_job(api.http_port, "/jobs/read", {"item_id": 12})

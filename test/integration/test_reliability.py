@@ -657,8 +657,9 @@ def test_api_sigterm_answers_requests_in_flight(surge, redis):
         t.start()
     for _ in threads:
         assert sent.acquire(timeout=10), "a request could not be sent"
-    # The api has read the five requests and asked Redis (the enqueue script LPUSHes).
-    poll_until(lambda: proxy.held(b"LPUSH") == 5, 10, what="the api to send the 5 jobs to Redis")
+    # The api has read the five requests and asked Redis (each enqueue script
+    # carries its job's params; the script itself goes as EVALSHA after the first).
+    poll_until(lambda: proxy.held(b"item_id") == 5, 10, what="the api to send the 5 jobs to Redis")
     api.signal(signal.SIGTERM)
     status, body = poll_until(
         lambda: (lambda r: r if r[1]["status"] == "shutting_down" else None)(readyz(api)), 10,

@@ -18,6 +18,7 @@ int main(void)
     srunner_add_suite(sr, burn_suite());
     srunner_add_suite(sr, util_suite());
     srunner_add_suite(sr, buf_suite());
+    srunner_add_suite(sr, resp_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

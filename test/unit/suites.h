@@ -15,5 +15,6 @@ Suite *job_suite(void);
 Suite *burn_suite(void);
 Suite *util_suite(void);
 Suite *buf_suite(void);
+Suite *resp_suite(void);
 
 #endif
