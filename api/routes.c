@@ -4,7 +4,6 @@
 #include "job.h"
 #include "job_view.h"
 #include "log.h"
-#include "resp.h"
 #include "surge_metrics.h"
 #include "util.h"
 
@@ -174,7 +173,7 @@ static void create_job(struct api_ctx *api, struct http_request *req, enum job_t
         struct buf idem_key = {0};
         idem_redis_key(&idem_key, idem);
         char ttl[24];
-        ttl[resp_write_uint(ttl, (uint64_t)api->cfg->result_ttl_seconds)] = '\0';
+        ttl[util_format_uint(ttl, (uint64_t)api->cfg->result_ttl_seconds)] = '\0';
         const char *argv[] = {"3", key.data, key_queue(jr.type), idem_key.data,
                               job_type_name(jr.type), jr.params_json, created, p->id, ttl};
         rc_eval(api->redis, on_enqueued, p, enqueue_idem_script, (int)ARRAY_LEN(argv), argv,

@@ -1,6 +1,7 @@
 /* resp: the RESP command writer. Lengths are computed first so that a
  * command is written once into memory of the right size. */
 #include "resp.h"
+#include "util.h"
 
 #include <string.h>
 
@@ -10,16 +11,6 @@ size_t resp_digits(uint64_t v)
     while (v >= 10) {
         v /= 10;
         n++;
-    }
-    return n;
-}
-
-size_t resp_write_uint(char *out, uint64_t v)
-{
-    size_t n = resp_digits(v);
-    for (size_t i = n; i > 0; i--) {
-        out[i - 1] = (char)('0' + v % 10);
-        v /= 10;
     }
     return n;
 }
@@ -38,7 +29,7 @@ size_t resp_write_header(char *out, size_t argc)
 {
     size_t n = 0;
     out[n++] = '*';
-    n += resp_write_uint(out + n, argc);
+    n += util_format_uint(out + n, argc);
     out[n++] = '\r';
     out[n++] = '\n';
     return n;
@@ -48,7 +39,7 @@ size_t resp_write_arg(char *out, const char *arg, size_t len)
 {
     size_t n = 0;
     out[n++] = '$';
-    n += resp_write_uint(out + n, len);
+    n += util_format_uint(out + n, len);
     out[n++] = '\r';
     out[n++] = '\n';
     if (len)

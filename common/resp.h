@@ -6,10 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Decimal digits of v (1 for 0). */
+/* Decimal digits of v (1 for 0): what util_format_uint writes. */
 size_t resp_digits(uint64_t v);
-/* Writes v in decimal at out (resp_digits(v) bytes, no NUL); returns that count. */
-size_t resp_write_uint(char *out, uint64_t v);
 /* Bytes taken by the header "*argc\r\n". */
 size_t resp_header_len(size_t argc);
 /* Bytes taken by one argument of len bytes: "$len\r\n" arg "\r\n". */

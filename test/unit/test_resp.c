@@ -3,6 +3,7 @@
 #include "suites.h"
 
 #include "resp.h"
+#include "util.h"
 #include "sha1.h"
 
 #include <hiredis/hiredis.h>
@@ -22,7 +23,7 @@ START_TEST(uint_digits)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[32];
         memset(out, 'x', sizeof out);
-        size_t n = resp_write_uint(out, cases[i].v);
+        size_t n = util_format_uint(out, cases[i].v);
         ck_assert_uint_eq(n, strlen(cases[i].text));
         ck_assert_uint_eq(resp_digits(cases[i].v), n);
         ck_assert_int_eq(memcmp(out, cases[i].text, n), 0);
