@@ -32,6 +32,7 @@ struct job_run {
     struct buf outcome_script_args; /* kept to retry writing the outcome */
     const char *action;             /* what that outcome does: succeed, fail, requeue */
     int sends;                      /* copies of it sent so far */
+    struct job_run *outcome_next;   /* in the outcomes waiting for this turn's script */
     struct job_run *prev, *next;
 };
 
@@ -71,6 +72,8 @@ struct worker {
     uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
     uv_check_t kick_soon; /* fetcher_kick_soon */
+    uv_check_t outcome_flush;                      /* sends this turn's outcomes */
+    struct job_run *outcomes_head, *outcomes_tail; /* waiting for that */
     unsigned upkeep_ticks;
     bool recovery_running;  /* reading the registry for workers that stopped beating */
     double redis_up_since;  /* monotonic time the main Redis connection last came up */
@@ -103,6 +106,11 @@ void fetcher_close(struct worker *w);
  * or lets it go. */
 void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len,
                   const redisReply *answer);
+
+/* Ready to write outcomes (before the first job); runner_close closes what
+ * that opened. */
+void runner_init(struct worker *w);
+void runner_close(struct worker *w);
 
 /* How a failed attempt goes on. */
 enum failure {
