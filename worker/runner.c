@@ -47,7 +47,10 @@ static void run_free(struct job_run *run)
     if (run->next)
         run->next->prev = run->prev;
     buf_free(&run->outcome_script_args);
-    w->fetchers[run->queue].running--;
+    if (run->ended)
+        w->fetchers[run->queue].writing--;
+    else
+        w->fetchers[run->queue].running--;
     free(run);
     w->in_flight--;
     fetcher_kick_soon(w);
@@ -216,9 +219,18 @@ static void on_outcome_flush(uv_check_t *c)
     w->outcomes_tail = NULL;
 }
 
+/* Queues the run's outcome for this turn's script. Its job has ended: its
+ * slot goes to the next take at once, while the outcome is written (the id
+ * stays in our list, and the run in w->runs, until then). */
 static void send_outcome(struct job_run *run)
 {
     struct worker *w = run->w;
+    if (!run->ended) {
+        run->ended = true;
+        w->fetchers[run->queue].running--;
+        w->fetchers[run->queue].writing++;
+        fetcher_kick_soon(w);
+    }
     run->outcome_next = NULL;
     if (w->outcomes_tail)
         w->outcomes_tail->outcome_next = run;

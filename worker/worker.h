@@ -29,6 +29,7 @@ struct job_run {
     struct burn *burn; /* while a burn runs */
     bool requeue;      /* shutdown: put back instead of finishing */
     bool counted_in_progress;
+    bool ended; /* its outcome is queued: its slot is free (fetcher.writing) */
     struct buf outcome_script_args; /* kept to retry writing the outcome */
     const char *action;             /* what that outcome does: succeed, fail, requeue */
     int sends;                      /* copies of it sent so far */
@@ -45,7 +46,9 @@ struct fetcher {
     enum job_type type;
     struct rc *conn;
     int limit;        /* SURGE_WORKER_{READ,BURN}_CONCURRENCY */
-    int running;      /* ids taken off this queue and not yet let go */
+    int running;      /* ids taken off this queue whose job has not ended */
+    int writing;      /* jobs of this queue ended, their outcome not yet written:
+                       * their slots are free, at most limit of them */
     bool outstanding; /* a take or a BLMOVE waits for its answer */
     bool queue_empty; /* the last take found the queue empty: wait on BLMOVE */
     bool paused;      /* a dependency is down: taking none (logged once) */

@@ -13,8 +13,9 @@ import signal
 import pytest
 
 from helpers import post_job
-from reliability import (Resp, TableLock, assert_invariants, assert_nothing_left, kill9, metric,
-                         poll_until, readyz, wait_all_finished, worker_name)
+from reliability import (RedisProxy, Resp, TableLock, assert_invariants, assert_nothing_left,
+                         kill9, metric, poll_until, readyz, wait_all_finished, worker_name)
+from test_take import _most_at_once
 
 HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
 SENT = re.compile(r"outcomes_sent: (\d+) outcome\(s\) in one script")
@@ -169,5 +170,43 @@ def test_a_worker_killed_with_outcomes_in_flight_loses_none(surge, redis, postgr
     assert metric(w2.admin_port, "surge_jobs_finished_total", type="read",
                   outcome="succeeded") == len(again)
     assert metric(w2.admin_port, "surge_jobs_recovered_total") == len(again)
+    assert_nothing_left(resp)
+    assert_invariants(resp)
+
+
+def test_a_slot_is_free_once_its_read_has_answered(surge, redis, postgres):
+    """2 reads wait on a table lock (2 slots), 4 more are queued. Redis's
+    input is held by a proxy as the lock is released: the outcomes of the 2
+    reads and the take for their slots are both sent to Redis before it has
+    answered anything, so a PostgreSQL connection waits for one round trip
+    to Redis between two reads, not two. No more than 2 reads ever run at
+    once, each job finishes once, at its first attempt."""
+    n, slots = 6, 2
+    api = surge.api()
+    resp = Resp(redis.port)
+    proxy = RedisProxy(redis.port)
+    w = surge.worker(SURGE_REDIS_URL=proxy.url, SURGE_WORKER_READ_CONCURRENCY=slots,
+                     SURGE_LOG_LEVEL="debug")
+    try:
+        poll_until(lambda: readyz(w)[0] == 200, 15, what="the worker ready")
+        with TableLock(postgres) as lock:
+            ids = [post_job(api.http_port, "/jobs/read", {"item_id": 70 + i}) for i in range(n)]
+            lock.wait_for_reads(slots)
+            proxy.set_mode("hold")
+            try:
+                lock.release()
+                poll_until(lambda: proxy.held(b"kinds = {succeed") >= 1
+                           and proxy.held(b"local function start(id)") >= 1, 15,
+                           what="the outcomes and the next take sent before any answer")
+            finally:
+                proxy.set_mode("pass")
+        states = wait_all_finished(resp, ids, timeout=60)
+        poll_until(lambda: all(_finished(w, i) == 1 for i in ids), 20,
+                   what="the worker to get an answer to every outcome")
+    finally:
+        proxy.close()
+    for i, h in states.items():
+        assert h["attempts"] == "1" and h["status"] == "succeeded", (i, h)
+    assert _most_at_once(list(states.values())) <= slots
     assert_nothing_left(resp)
     assert_invariants(resp)
