@@ -17,7 +17,9 @@
  * Each type has its own limit of jobs in hand
  * (SURGE_WORKER_BURN_CONCURRENCY, SURGE_WORKER_READ_CONCURRENCY), never
  * exceeded: a take asks for at most limit - running ids, and one take or
- * BLMOVE per type is in flight at a time. A worker whose burn slots are full
+ * BLMOVE per type is in flight at a time. A job's slot is free once the job
+ * has ended, while its outcome is written; at most limit outcomes per type
+ * are written beside the jobs running (fetcher_room). A worker whose burn slots are full
  * still takes reads, and no read ever waits behind a burn.
  * No id is taken while its job could not run or its outcome could not be
  * written: without the main Redis connection (job state, heartbeats) no
@@ -40,6 +42,14 @@ static void kick(struct fetcher *f);
 static void on_backoff_over(uv_timer_t *t)
 {
     kick(t->data);
+}
+
+/* How many ids a take may ask for: the free slots, as long as the outcomes
+ * being written stay within one more limit's worth. */
+static int fetcher_room(const struct fetcher *f)
+{
+    int slots = f->limit - f->running, writes = 2 * f->limit - f->running - f->writing;
+    return slots < writes ? slots : writes;
 }
 
 static void take(struct fetcher *f, const char *id, size_t len);
@@ -138,7 +148,7 @@ static void take(struct fetcher *f, const char *id, size_t len)
     util_format_iso8601(util_now_ms(), now, sizeof now);
     snprintf(ttl, sizeof ttl, "%d", w->cfg->result_ttl_seconds);
     snprintf(dead_max, sizeof dead_max, "%d", w->cfg->dead_list_max);
-    snprintf(n, sizeof n, "%d", f->limit - f->running - (id ? 1 : 0));
+    snprintf(n, sizeof n, "%d", fetcher_room(f) - (id ? 1 : 0));
     runner_error_json(&err, "unreadable_job",
                       "the job's hash was missing or incomplete when a worker took it");
     /* An id is passed as received: one that is not ours to parse still
@@ -182,7 +192,7 @@ static bool may_fetch(struct fetcher *f)
 static void kick(struct fetcher *f)
 {
     struct worker *w = f->w;
-    if (w->stopping || !w->own_list_recovered || f->outstanding || f->running >= f->limit ||
+    if (w->stopping || !w->own_list_recovered || f->outstanding || fetcher_room(f) <= 0 ||
         uv_is_active((uv_handle_t *)&f->backoff) || !may_fetch(f))
         return;
     if (!f->queue_empty) {

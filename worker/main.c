@@ -92,6 +92,7 @@ static void close_all(void)
     uv_close((uv_handle_t *)&w->last_call, NULL);
     /* Connections first: their pending probes report to health before it closes. */
     fetcher_close(w);
+    runner_close(w);
     rc_close(w->redis, NULL, NULL);
     pg_pool_close(w->pg, NULL, NULL);
     health_close(w->health, NULL, NULL);
@@ -176,6 +177,7 @@ int main(void)
     surge_metrics_init(SURGE_ROLE_WORKER);
     w->redis = rc_create(w->loop, &ro);
     surge_metrics_watch_queue(w->loop, w->redis);
+    runner_init(w);
     fetcher_init(w, &app);
     /* A read holds one connection while it runs: as many as reads at once. */
     w->pg = pg_pool_create(w->loop, cfg->pg_dsn, cfg->read_concurrency, handler_statements,

@@ -1,7 +1,8 @@
 /* runner: the life of one job in this worker.
- *   take (fetcher.c: running, attempt counted, lease given) -> handler -> outcome script
+ *   take (fetcher.c: running, attempt counted, lease given) -> handler -> outcome
  * The id stays in our processing list until the outcome script removes it
- * in the same atomic step that records the outcome. Every outcome names the
+ * in the same atomic step that records the outcome; the outcomes of the jobs
+ * that finish in one loop turn go in one script (script_outcomes). Every outcome names the
  * lease of our take: if we were taken for dead meanwhile (the job was put back
  * and maybe taken again), it changes nothing, and is counted and logged. */
 #include "json_writer.h"
@@ -17,7 +18,7 @@
 #include <string.h>
 
 #define OUTCOME_RETRY_MS 1000
-#define OUTCOME_MAX_ARGS 24 /* EVAL, script, key count, keys, arguments */
+#define OUTCOME_BATCH_MAX 64 /* outcomes in one script at most */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 300000
 
@@ -46,37 +47,48 @@ static void run_free(struct job_run *run)
     if (run->next)
         run->next->prev = run->prev;
     buf_free(&run->outcome_script_args);
-    w->fetchers[run->queue].running--;
+    if (run->ended)
+        w->fetchers[run->queue].writing--;
+    else
+        w->fetchers[run->queue].running--;
     free(run);
     w->in_flight--;
     fetcher_kick_soon(w);
     worker_maybe_exit(w);
 }
 
-/* ---- writing the outcome, retried until Redis takes it ---- */
+/* ---- writing the outcomes, retried until Redis takes them ---- */
 
-/* The outcome command is kept as argv in one buffer of NUL-separated strings
- * so it can be sent again unchanged if Redis is away. */
+/* An outcome is kept as its entry of script_outcomes, NUL-separated strings
+ * (kind, keys, arguments), so it can be sent again unchanged if Redis is
+ * away. The outcomes of the jobs that finish in one loop turn go in one
+ * script (a batch); a batch whose answer is lost is sent again whole, and
+ * each of its entries then finds its own write (written 0). */
 static void outcome_add(struct buf *b, const char *s)
 {
     buf_append(b, s, strlen(s) + 1);
 }
 
-static void send_outcome(struct job_run *run);
+struct outcome_batch {
+    struct worker *w;
+    uv_timer_t retry;
+    int n;
+    struct job_run *runs[OUTCOME_BATCH_MAX];
+};
 
-static void close_free(uv_handle_t *h)
+static void send_batch(struct outcome_batch *b);
+
+static void batch_free(uv_handle_t *h)
 {
-    free(h);
+    free(h->data);
 }
 
-static void on_outcome_retry(uv_timer_t *t)
+static void on_batch_retry(uv_timer_t *t)
 {
-    struct job_run *run = t->data;
-    uv_close((uv_handle_t *)t, close_free);
-    send_outcome(run);
+    send_batch(t->data);
 }
 
-/* An outcome script's answer: {outcome, written} (scripts.h). */
+/* An outcome's answer: {outcome, written} (scripts.h). */
 static bool outcome_reply(const redisReply *reply, const char **outcome, bool *written)
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -88,21 +100,9 @@ static bool outcome_reply(const redisReply *reply, const char **outcome, bool *w
     return true;
 }
 
-static void on_outcome(redisReply *reply, const char *err, void *arg)
+/* The job's outcome is written (or its take was no longer current). */
+static void outcome_done(struct job_run *run, const char *outcome, bool written)
 {
-    struct job_run *run = arg;
-    const char *outcome;
-    bool written;
-    if (!outcome_reply(reply, &outcome, &written)) {
-        log_warn("outcome_not_written", "job %s: %s; trying again", run->id,
-                 reply ? (reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer")
-                       : err);
-        uv_timer_t *t = xmalloc(sizeof *t);
-        uv_timer_init(run->w->loop, t);
-        t->data = run;
-        uv_timer_start(t, on_outcome_retry, OUTCOME_RETRY_MS, 0);
-        return;
-    }
     double secs = util_mono_seconds() - run->started;
     const char *type = job_type_name(run->type);
     const char *labels[] = {type, outcome};
@@ -132,36 +132,136 @@ static void on_outcome(redisReply *reply, const char *err, void *arg)
     run_free(run);
 }
 
-static void send_outcome(struct job_run *run)
+static void on_batch(redisReply *reply, const char *err, void *arg)
 {
-    run->sends++;
-    const char *argv[OUTCOME_MAX_ARGS];
-    size_t lens[OUTCOME_MAX_ARGS];
-    int argc = 0;
-    const char *p = run->outcome_script_args.data;
-    const char *end = p + run->outcome_script_args.len;
-    while (p < end && argc < OUTCOME_MAX_ARGS) {
-        argv[argc] = p;
-        lens[argc] = strlen(p);
-        p += lens[argc++] + 1;
+    struct outcome_batch *b = arg;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == (size_t)b->n;
+    const char *outcome;
+    bool written;
+    for (size_t i = 0; ok && i < reply->elements; i++)
+        ok = outcome_reply(reply->element[i], &outcome, &written);
+    if (!ok) {
+        for (int i = 0; i < b->n; i++)
+            log_warn("outcome_not_written", "job %s: %s; trying again", b->runs[i]->id,
+                     reply ? (reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected answer")
+                           : err);
+        uv_timer_start(&b->retry, on_batch_retry, OUTCOME_RETRY_MS, 0);
+        return;
     }
-    rc_command_argv(run->w->redis, on_outcome, run, argc, argv, lens);
+    for (int i = 0; i < b->n; i++) {
+        outcome_reply(reply->element[i], &outcome, &written);
+        outcome_done(b->runs[i], outcome, written);
+    }
+    uv_close((uv_handle_t *)&b->retry, batch_free);
 }
 
-/* Starts the argv of an outcome script: EVAL, the script, its number of
- * keys, the job's key and our processing list; action names it in logs. */
-static void outcome_begin(struct job_run *run, const char *script, int nkeys, struct buf *job_key,
-                          const char *action)
+/* The number of strings in a NUL-separated argv buffer. */
+static int count_strings(const struct buf *args)
+{
+    int n = 0;
+    for (size_t i = 0; i < args->len; i++)
+        n += args->data[i] == '\0';
+    return n;
+}
+
+static void send_batch(struct outcome_batch *b)
+{
+    int argc = 3;
+    for (int i = 0; i < b->n; i++)
+        argc += 1 + count_strings(&b->runs[i]->outcome_script_args);
+    const char **argv = xmalloc(sizeof *argv * (size_t)argc);
+    size_t *lens = xmalloc(sizeof *lens * (size_t)argc);
+    char (*counts)[12] = xmalloc(sizeof *counts * (size_t)b->n);
+    argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = script_outcomes;
+    argv[argc++] = "0";
+    for (int i = 0; i < b->n; i++) {
+        struct job_run *run = b->runs[i];
+        const char *p = run->outcome_script_args.data;
+        const char *end = p + run->outcome_script_args.len;
+        run->sends++;
+        argv[argc++] = p; /* the kind */
+        p += strlen(p) + 1;
+        snprintf(counts[i], sizeof counts[i], "%d", count_strings(&run->outcome_script_args) - 1);
+        argv[argc++] = counts[i];
+        for (; p < end; p += strlen(p) + 1)
+            argv[argc++] = p;
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    log_debug("outcomes_sent", "%d outcome(s) in one script", b->n);
+    rc_command_argv(b->w->redis, on_batch, b, argc, argv, lens);
+    free(argv);
+    free(lens);
+    free(counts);
+}
+
+/* Sends the outcomes gathered during this loop turn, OUTCOME_BATCH_MAX to a
+ * script. */
+static void on_outcome_flush(uv_check_t *c)
+{
+    struct worker *w = c->data;
+    uv_check_stop(c);
+    while (w->outcomes_head) {
+        struct outcome_batch *b = xcalloc(1, sizeof *b);
+        b->w = w;
+        uv_timer_init(w->loop, &b->retry);
+        b->retry.data = b;
+        while (w->outcomes_head && b->n < OUTCOME_BATCH_MAX) {
+            struct job_run *run = w->outcomes_head;
+            w->outcomes_head = run->outcome_next;
+            run->outcome_next = NULL;
+            b->runs[b->n++] = run;
+        }
+        send_batch(b);
+    }
+    w->outcomes_tail = NULL;
+}
+
+/* Queues the run's outcome for this turn's script. Its job has ended: its
+ * slot goes to the next take at once, while the outcome is written (the id
+ * stays in our list, and the run in w->runs, until then). */
+static void send_outcome(struct job_run *run)
+{
+    struct worker *w = run->w;
+    if (!run->ended) {
+        run->ended = true;
+        w->fetchers[run->queue].running--;
+        w->fetchers[run->queue].writing++;
+        fetcher_kick_soon(w);
+    }
+    run->outcome_next = NULL;
+    if (w->outcomes_tail)
+        w->outcomes_tail->outcome_next = run;
+    else
+        w->outcomes_head = run;
+    w->outcomes_tail = run;
+    if (!uv_is_closing((uv_handle_t *)&w->outcome_flush))
+        uv_check_start(&w->outcome_flush, on_outcome_flush);
+}
+
+void runner_init(struct worker *w)
+{
+    uv_check_init(w->loop, &w->outcome_flush);
+    w->outcome_flush.data = w;
+}
+
+void runner_close(struct worker *w)
+{
+    uv_check_stop(&w->outcome_flush);
+    uv_close((uv_handle_t *)&w->outcome_flush, NULL);
+}
+
+/* Starts the entry of an outcome: its kind (action names it in logs too),
+ * the job's key and our processing list. */
+static void outcome_begin(struct job_run *run, struct buf *job_key, const char *action)
 {
     struct buf *b = &run->outcome_script_args;
     buf_reset(b);
     run->action = action;
     run->sends = 0;
-    char n[8];
-    snprintf(n, sizeof n, "%d", nkeys);
-    outcome_add(b, "EVAL");
-    outcome_add(b, script);
-    outcome_add(b, n);
+    outcome_add(b, action);
     key_job(job_key, run->id);
     outcome_add(b, job_key->data);
     outcome_add(b, run->w->processing.data);
@@ -173,7 +273,7 @@ void runner_succeed(struct job_run *run, const char *result_json)
     char now[32], ttl[16];
     iso_now(now);
     snprintf(ttl, sizeof ttl, "%d", run->w->cfg->result_ttl_seconds);
-    outcome_begin(run, script_succeed, 2, &key, "succeed");
+    outcome_begin(run, &key, "succeed");
     outcome_add(&run->outcome_script_args, run->id);
     outcome_add(&run->outcome_script_args, run->lease);
     outcome_add(&run->outcome_script_args, result_json);
@@ -208,7 +308,7 @@ void runner_fail(struct job_run *run, const char *code, const char *message, enu
     runner_error_json(&err, code, message);
     log_warn("job_failed", "job %s (%s) attempt %d: %s: %s", run->id, job_type_name(run->type),
              run->attempts, code, message);
-    outcome_begin(run, script_fail, 4, &key, "fail");
+    outcome_begin(run, &key, "fail");
     /* KEYS 3 and 4 come after the processing list. */
     outcome_add(&run->outcome_script_args, key_retry());
     outcome_add(&run->outcome_script_args, key_dead());
@@ -232,7 +332,7 @@ void runner_fail(struct job_run *run, const char *code, const char *message, enu
 static void requeue(struct job_run *run, const char *why)
 {
     struct buf key = {0};
-    outcome_begin(run, script_requeue, 3, &key, "requeue");
+    outcome_begin(run, &key, "requeue");
     outcome_add(&run->outcome_script_args, key_queue(run->type));
     outcome_add(&run->outcome_script_args, run->id);
     outcome_add(&run->outcome_script_args, run->lease);

@@ -91,59 +91,85 @@ const char script_take[] =
     "end\n"
     "return {empty, out}\n";
 
-const char script_succeed[] =
-    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status')\n"
-    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
-    "if f[2] == 'succeeded' then return {'succeeded', 0} end\n"
-    "if f[2] ~= 'running' then return {'stale', 0} end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'succeeded', 'result', ARGV[3], 'finished_at', "
-    "ARGV[4])\n"
-    "redis.call('HDEL', KEYS[1], 'error', 'retry_at')\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "return {'succeeded', 1}\n";
-
-const char script_fail[] =
-    LUA_DEAD_PUSH
-    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status', 'retry_at', 'attempts')\n"
-    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
-    "if f[2] == 'running' then\n"
-    "  local outcome\n"
-    "  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[4])\n"
-    "  if ARGV[7] == '0' then\n"
-    "    redis.call('HSET', KEYS[1], 'status', 'failed')\n"
-    "    redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-    "    outcome = 'failed'\n"
-    "  elseif ARGV[9] == '1' and tonumber(f[4] or '0') >= tonumber(ARGV[6]) then\n"
-    "    redis.call('HSET', KEYS[1], 'status', 'dead')\n"
-    "    redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-    "    dead_push(KEYS[4], ARGV[1], ARGV[8])\n"
-    "    outcome = 'dead'\n"
-    "  else\n"
-    "    redis.call('HSET', KEYS[1], 'status', 'failed', 'retry_at', ARGV[7])\n"
-    "    redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])\n"
-    "    outcome = 'retry'\n"
-    "  end\n"
-    "  redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "  return {outcome, 1}\n"
+/* The outcomes, one Lua function each: K holds the keys, A the arguments
+ * (scripts.h, script_outcomes). Each changes the job only while it runs
+ * under the lease A[2]; a copy of the same call that ran before finds its
+ * own write and answers what it recorded, written 0. */
+#define LUA_SUCCEED                                                                                \
+    "local function succeed(K, A)\n"                                                               \
+    "  local f = redis.call('HMGET', K[1], 'lease', 'status')\n"                                   \
+    "  if f[1] ~= A[2] then return {'stale', 0} end\n"                                             \
+    "  if f[2] == 'succeeded' then return {'succeeded', 0} end\n"                                  \
+    "  if f[2] ~= 'running' then return {'stale', 0} end\n"                                        \
+    "  redis.call('HSET', K[1], 'status', 'succeeded', 'result', A[3], 'finished_at', A[4])\n"     \
+    "  redis.call('HDEL', K[1], 'error', 'retry_at')\n"                                            \
+    "  redis.call('EXPIRE', K[1], A[5])\n"                                                         \
+    "  redis.call('LREM', K[2], 1, A[1])\n"                                                        \
+    "  return {'succeeded', 1}\n"                                                                  \
     "end\n"
-    /* Same lease, no longer running: a copy of this call ran before. A retry
-     * may already have come due (queued) under the same lease. */
-    "if f[2] == 'dead' then return {'dead', 0} end\n"
-    "if f[2] == 'failed' then return {f[3] and 'retry' or 'failed', 0} end\n"
-    "if f[2] == 'queued' then return {'retry', 0} end\n"
-    "return {'stale', 0}\n";
 
-const char script_requeue[] =
-    "local f = redis.call('HMGET', KEYS[1], 'lease', 'status')\n"
-    "if f[1] ~= ARGV[2] then return {'stale', 0} end\n"
-    "if f[2] == 'queued' then return {'requeued', 0} end\n"
-    "if f[2] ~= 'running' then return {'stale', 0} end\n"
-    "redis.call('LREM', KEYS[2], 1, ARGV[1])\n"
-    "redis.call('RPUSH', KEYS[3], ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-    "redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
-    "return {'requeued', 1}\n";
+#define LUA_FAIL                                                                                   \
+    "local function fail(K, A)\n"                                                                  \
+    "  local f = redis.call('HMGET', K[1], 'lease', 'status', 'retry_at', 'attempts')\n"           \
+    "  if f[1] ~= A[2] then return {'stale', 0} end\n"                                             \
+    "  if f[2] == 'running' then\n"                                                                \
+    "    local outcome\n"                                                                          \
+    "    redis.call('HSET', K[1], 'error', A[3], 'finished_at', A[4])\n"                           \
+    "    if A[7] == '0' then\n"                                                                    \
+    "      redis.call('HSET', K[1], 'status', 'failed')\n"                                         \
+    "      redis.call('EXPIRE', K[1], A[5])\n"                                                     \
+    "      outcome = 'failed'\n"                                                                   \
+    "    elseif A[9] == '1' and tonumber(f[4] or '0') >= tonumber(A[6]) then\n"                    \
+    "      redis.call('HSET', K[1], 'status', 'dead')\n"                                           \
+    "      redis.call('EXPIRE', K[1], A[5])\n"                                                     \
+    "      dead_push(K[4], A[1], A[8])\n"                                                          \
+    "      outcome = 'dead'\n"                                                                     \
+    "    else\n"                                                                                   \
+    "      redis.call('HSET', K[1], 'status', 'failed', 'retry_at', A[7])\n"                       \
+    "      redis.call('ZADD', K[3], A[7], A[1])\n"                                                 \
+    "      outcome = 'retry'\n"                                                                    \
+    "    end\n"                                                                                    \
+    "    redis.call('LREM', K[2], 1, A[1])\n"                                                      \
+    "    return {outcome, 1}\n"                                                                    \
+    "  end\n"                                                                                      \
+    /* Same lease, no longer running: a copy of this call ran before. A retry \
+     * may already have come due (queued) under the same lease. */                                 \
+    "  if f[2] == 'dead' then return {'dead', 0} end\n"                                            \
+    "  if f[2] == 'failed' then return {f[3] and 'retry' or 'failed', 0} end\n"                    \
+    "  if f[2] == 'queued' then return {'retry', 0} end\n"                                         \
+    "  return {'stale', 0}\n"                                                                      \
+    "end\n"
+
+#define LUA_REQUEUE                                                                                \
+    "local function requeue(K, A)\n"                                                               \
+    "  local f = redis.call('HMGET', K[1], 'lease', 'status')\n"                                   \
+    "  if f[1] ~= A[2] then return {'stale', 0} end\n"                                             \
+    "  if f[2] == 'queued' then return {'requeued', 0} end\n"                                      \
+    "  if f[2] ~= 'running' then return {'stale', 0} end\n"                                        \
+    "  redis.call('LREM', K[2], 1, A[1])\n"                                                        \
+    "  redis.call('RPUSH', K[3], A[1])\n"                                                          \
+    "  redis.call('HSET', K[1], 'status', 'queued')\n"                                             \
+    "  redis.call('HINCRBY', K[1], 'attempts', -1)\n"                                              \
+    "  return {'requeued', 1}\n"                                                                   \
+    "end\n"
+
+/* Each entry of ARGV: the kind, the number of fields that follow, then the
+ * kind's keys (how many: kinds) and its arguments. */
+const char script_outcomes[] =
+    LUA_DEAD_PUSH
+    LUA_SUCCEED
+    LUA_FAIL
+    LUA_REQUEUE
+    "local kinds = {succeed = {succeed, 2}, fail = {fail, 4}, requeue = {requeue, 3}}\n"
+    "local out, i = {}, 1\n"
+    "while i <= #ARGV do\n"
+    "  local k, n = kinds[ARGV[i]], tonumber(ARGV[i + 1])\n"
+    "  local K = {unpack(ARGV, i + 2, i + 1 + k[2])}\n"
+    "  local A = {unpack(ARGV, i + 2 + k[2], i + 1 + n)}\n"
+    "  out[#out + 1] = k[1](K, A)\n"
+    "  i = i + 2 + n\n"
+    "end\n"
+    "return out\n";
 
 const char script_promote[] =
     LUA_QUEUE_OF

@@ -25,17 +25,20 @@
  * list, or "stale" when the id is no longer in our list, "stale {type}" when
  * the job is not waiting (both change nothing). */
 extern const char script_take[];
-/* KEYS: job, processing. ARGV: id, lease, result, finished_at, ttl. */
-extern const char script_succeed[];
-/* KEYS: job, processing, retry, dead. ARGV: id, lease, error, finished_at,
- * ttl, max_attempts, retry_at_ms (0 = permanent failure, no retry), dead_max,
- * may_die ("0": retried however many attempts it has used). Outcome "retry",
- * "failed", "dead" or "stale". */
-extern const char script_fail[];
-/* KEYS: job, processing, the queue of the job's type. ARGV: id, lease. A
- * take cut short by this worker's shutdown: the id goes back at the head of
- * that queue and the attempt does not count. Outcome "requeued" or "stale". */
-extern const char script_requeue[];
+/* The outcomes of several jobs, each applied as if alone. No KEYS; ARGV is
+ * a run of entries: kind, the number of fields that follow, then the kind's
+ * keys and arguments. Returns one {outcome, written} per entry, in order.
+ *   succeed: keys job, processing; arguments id, lease, result,
+ *     finished_at, ttl. Outcome "succeeded" or "stale".
+ *   fail: keys job, processing, retry, dead; arguments id, lease, error,
+ *     finished_at, ttl, max_attempts, retry_at_ms (0 = permanent failure, no
+ *     retry), dead_max, may_die ("0": retried however many attempts it has
+ *     used). Outcome "retry", "failed", "dead" or "stale".
+ *   requeue: keys job, processing, the queue of the job's type; arguments
+ *     id, lease. A take cut short by this worker's shutdown: the id goes back
+ *     at the head of that queue and the attempt does not count. Outcome
+ *     "requeued" or "stale". */
+extern const char script_outcomes[];
 /* KEYS: retry. ARGV: now_ms, job key prefix, queue key prefix. Moves due
  * retries to the queue of their type; returns how many. */
 extern const char script_promote[];

@@ -71,11 +71,17 @@ static void beat(struct worker *w)
     jw_init(&jw, &val);
     jw_object_begin(&jw);
     jw_key_int(&jw, "pid", (int64_t)getpid());
-    /* Jobs in hand and the most this worker takes, by type. */
+    /* Jobs running and the most this worker runs at once, by type. */
     jw_key(&jw, "in_flight");
     jw_object_begin(&jw);
     for (int t = 0; t < JOB_TYPE_COUNT; t++)
         jw_key_int(&jw, job_type_name((enum job_type)t), w->fetchers[t].running);
+    jw_object_end(&jw);
+    /* Jobs ended whose outcome is being written: their slots are free. */
+    jw_key(&jw, "writing");
+    jw_object_begin(&jw);
+    for (int t = 0; t < JOB_TYPE_COUNT; t++)
+        jw_key_int(&jw, job_type_name((enum job_type)t), w->fetchers[t].writing);
     jw_object_end(&jw);
     jw_key(&jw, "concurrency");
     jw_object_begin(&jw);

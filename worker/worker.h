@@ -29,9 +29,11 @@ struct job_run {
     struct burn *burn; /* while a burn runs */
     bool requeue;      /* shutdown: put back instead of finishing */
     bool counted_in_progress;
+    bool ended; /* its outcome is queued: its slot is free (fetcher.writing) */
     struct buf outcome_script_args; /* kept to retry writing the outcome */
     const char *action;             /* what that outcome does: succeed, fail, requeue */
     int sends;                      /* copies of it sent so far */
+    struct job_run *outcome_next;   /* in the outcomes waiting for this turn's script */
     struct job_run *prev, *next;
 };
 
@@ -44,7 +46,9 @@ struct fetcher {
     enum job_type type;
     struct rc *conn;
     int limit;        /* SURGE_WORKER_{READ,BURN}_CONCURRENCY */
-    int running;      /* ids taken off this queue and not yet let go */
+    int running;      /* ids taken off this queue whose job has not ended */
+    int writing;      /* jobs of this queue ended, their outcome not yet written:
+                       * their slots are free, at most limit of them */
     bool outstanding; /* a take or a BLMOVE waits for its answer */
     bool queue_empty; /* the last take found the queue empty: wait on BLMOVE */
     bool paused;      /* a dependency is down: taking none (logged once) */
@@ -71,6 +75,8 @@ struct worker {
     uv_timer_t last_call; /* fires 2 s before the grace period ends */
     uv_timer_t upkeep;
     uv_check_t kick_soon; /* fetcher_kick_soon */
+    uv_check_t outcome_flush;                      /* sends this turn's outcomes */
+    struct job_run *outcomes_head, *outcomes_tail; /* waiting for that */
     unsigned upkeep_ticks;
     bool recovery_running;  /* reading the registry for workers that stopped beating */
     double redis_up_since;  /* monotonic time the main Redis connection last came up */
@@ -103,6 +109,11 @@ void fetcher_close(struct worker *w);
  * or lets it go. */
 void runner_begin(struct worker *w, enum job_type queue, const char *id, size_t len,
                   const redisReply *answer);
+
+/* Ready to write outcomes (before the first job); runner_close closes what
+ * that opened. */
+void runner_init(struct worker *w);
+void runner_close(struct worker *w);
 
 /* How a failed attempt goes on. */
 enum failure {
