@@ -556,6 +556,7 @@ class RedisProxy:
         self.refused = 0       # connections closed as they came
         self.blmoves = []      # monotonic times a BLMOVE went up
         self.answers = []      # monotonic times a fetch connection got an answer
+        self.scripts = {}      # SHA-1 (hex, bytes) -> text of each script seen in an EVAL
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.port = free_port()
@@ -610,6 +611,8 @@ class RedisProxy:
                 if up and self.mode == "hold":
                     pair.setdefault("held", bytearray()).extend(data)
                     continue
+                if up:
+                    self._note_scripts(data)
                 if up and b"BLMOVE" in data:
                     pair["fetch"] = True
                     pair["waiting"] = True
@@ -627,10 +630,28 @@ class RedisProxy:
         self._close(src)
         self._close(dst)
 
+    _EVAL = re.compile(rb"\$4\r\nEVAL\r\n\$(\d+)\r\n")
+
+    def _note_scripts(self, data):
+        # A client sends a script's text with its first EVAL on a connection,
+        # then only its SHA-1 (EVALSHA): remember which SHA-1 is which text.
+        for m in self._EVAL.finditer(data):
+            body = data[m.end():m.end() + int(m.group(1))]
+            if len(body) == int(m.group(1)):
+                self.scripts[hashlib.sha1(body).hexdigest().encode()] = body
+
     def held(self, pattern):
         """How many times pattern occurs in what the proxy holds."""
         with self.lock:
             return sum(bytes(p.get("held", b"")).count(pattern) for p in self.pairs)
+
+    def held_script(self, marker):
+        """How many calls of a script whose text holds marker the proxy holds:
+        sent as EVAL (the text) or as EVALSHA (the SHA-1 of a text it passed)."""
+        with self.lock:
+            shas = [sha for sha, body in self.scripts.items() if marker in body]
+            held = [bytes(p.get("held", b"")) for p in self.pairs]
+        return sum(h.count(marker) + sum(h.count(sha) for sha in shas) for h in held)
 
     def set_mode(self, mode):
         with self.lock:

@@ -195,8 +195,8 @@ def test_a_slot_is_free_once_its_read_has_answered(surge, redis, postgres):
             proxy.set_mode("hold")
             try:
                 lock.release()
-                poll_until(lambda: proxy.held(b"kinds = {succeed") >= 1
-                           and proxy.held(b"local function start(id)") >= 1, 15,
+                poll_until(lambda: proxy.held_script(b"kinds = {succeed") >= 1
+                           and proxy.held_script(b"local function start(id)") >= 1, 15,
                            what="the outcomes and the next take sent before any answer")
             finally:
                 proxy.set_mode("pass")

@@ -147,7 +147,7 @@ def test_a_take_whose_answer_is_lost_while_redis_stalls(surge, redis, postgres):
         # The BLMOVE answers the first id; the take that starts it (with
         # up to 3 more) is held by the proxy, the jobs behind it are queued.
         ids = [post_job(api.http_port, "/jobs/read", {"item_id": 60 + i}) for i in range(n)]
-        poll_until(lambda: proxy.held(b"LMOVE") >= 1, 15, what="the take to be sent")
+        poll_until(lambda: proxy.held_script(b"LMOVE") >= 1, 15, what="the take to be sent")
         redis.proc.send_signal(signal.SIGSTOP)
         try:
             proxy.set_mode("pass")
