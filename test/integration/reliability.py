@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (JOB_TYPES, LOOPBACK, QUEUES, REPO_ROOT, Client, ConnectionClosed,
-                     RedisServer, free_port, http)
+                     RedisServer, free_port, http, post_job)
 
 # --------------------------------------------------------------------------
 # Redis over RESP
@@ -537,6 +537,40 @@ class TableLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def command_calls(resp, command):
+    """How many times Redis ran a command since its last CONFIG RESETSTAT
+    (INFO commandstats), 0 if never."""
+    m = re.search(rf"cmdstat_{command}:calls=(\d+)", resp.call("INFO", "commandstats"))
+    return int(m.group(1)) if m else 0
+
+
+def most_at_once(hashes):
+    """The most jobs running at once, by their own started_at/finished_at
+    (at the same millisecond an end counts before a start)."""
+    events = sorted([(h["started_at"], 1) for h in hashes] + [(h["finished_at"], -1) for h in hashes])
+    most = now = 0
+    for _, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def drain_a_burst(surge, api, resp, n, slots):
+    """n reads posted while no worker runs, then one worker with `slots` read
+    slots (debug log) drains them; Redis's command counts start with that
+    worker. Returns (the worker, {id: its hash}) once every job is finished
+    and the worker has been told so."""
+    ids = [post_job(api.http_port, "/jobs/read", {"item_id": 1 + i * 331 % 100000})
+           for i in range(n)]
+    resp.call("CONFIG", "RESETSTAT")
+    w = surge.worker(SURGE_WORKER_READ_CONCURRENCY=slots, SURGE_LOG_LEVEL="debug")
+    states = wait_all_finished(resp, ids, timeout=120)
+    poll_until(lambda: metric(w.admin_port, "surge_jobs_finished_total", type="read",
+                              outcome="succeeded") == n, 30,
+               what="the worker to be told every outcome is written")
+    return w, states
 
 
 class RedisProxy:

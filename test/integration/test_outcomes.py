@@ -14,8 +14,8 @@ import pytest
 
 from helpers import post_job
 from reliability import (RedisProxy, Resp, TableLock, assert_invariants, assert_nothing_left,
-                         kill9, metric, poll_until, readyz, wait_all_finished, worker_name)
-from test_take import _most_at_once
+                         drain_a_burst, kill9, metric, most_at_once, poll_until, readyz,
+                         wait_all_finished, worker_name)
 
 HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
 SENT = re.compile(r"outcomes_sent: (\d+) outcome\(s\) in one script")
@@ -47,13 +47,7 @@ def test_a_burst_of_reads_writes_its_outcomes_in_fewer_scripts(surge, redis, pos
     n, slots = 300, 4
     api = surge.api()
     resp = Resp(redis.port)
-    ids = [post_job(api.http_port, "/jobs/read", {"item_id": 1 + i * 331 % 100000})
-           for i in range(n)]
-    w = surge.worker(SURGE_WORKER_READ_CONCURRENCY=slots, SURGE_LOG_LEVEL="debug")
-    states = wait_all_finished(resp, ids, timeout=120)
-    poll_until(lambda: metric(w.admin_port, "surge_jobs_finished_total", type="read",
-                              outcome="succeeded") == n, 30,
-               what="the worker to be told every outcome is written")
+    w, states = drain_a_burst(surge, api, resp, n, slots)
     batches = _batches(w)
     print(f"\n{n} reads: {len(batches)} outcome scripts (outcomes per script: max "
           f"{max(batches)}, {sum(b > 1 for b in batches)} scripts of more than one)")
@@ -207,6 +201,6 @@ def test_a_slot_is_free_once_its_read_has_answered(surge, redis, postgres):
         proxy.close()
     for i, h in states.items():
         assert h["attempts"] == "1" and h["status"] == "succeeded", (i, h)
-    assert _most_at_once(list(states.values())) <= slots
+    assert most_at_once(list(states.values())) <= slots
     assert_nothing_left(resp)
     assert_invariants(resp)

@@ -9,12 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 from helpers import build_request, read_response
-from reliability import (Resp, Submitter, assert_invariants, assert_nothing_left, poll_until,
-                         readyz, wait_all_finished)
+from reliability import (Resp, Submitter, assert_invariants, assert_nothing_left, command_calls,
+                         poll_until, readyz, wait_all_finished)
 
 STRACE = shutil.which("strace")
 
@@ -28,13 +27,6 @@ def _info(resp, section):
     text = resp.call("INFO", section)
     text = text.decode() if isinstance(text, bytes) else text
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-def _calls(resp, command):
-    """Calls of a command since the last CONFIG RESETSTAT (0 if none)."""
-    stat = _info(resp, "commandstats").get(f"cmdstat_{command}", "")
-    m = re.search(r"calls=(\d+)", stat)
-    return int(m.group(1)) if m else 0
 
 
 def test_scripts_run_as_evalsha_and_survive_script_flush(surge, redis):
@@ -65,7 +57,7 @@ def test_scripts_run_as_evalsha_and_survive_script_flush(surge, redis):
     wait_all_finished(resp, ids, timeout=90)
     assert_nothing_left(resp)
     assert_invariants(resp)
-    evalsha, eval_ = _calls(resp, "evalsha"), _calls(resp, "eval")
+    evalsha, eval_ = command_calls(resp, "evalsha"), command_calls(resp, "eval")
     print(f"\n{len(ids)} jobs through {flushes} SCRIPT FLUSHes: all succeeded; "
           f"EVALSHA {evalsha}, EVAL {eval_}")
     assert evalsha >= len(ids), f"scripts not sent as EVALSHA: {evalsha} calls"
@@ -82,10 +74,10 @@ def test_scripts_run_as_evalsha_and_survive_script_flush(surge, redis):
     wait_all_finished(resp, seq.ids(), timeout=60)
     scripts = int(_info(resp, "memory")["number_of_cached_scripts"])
     clients = int(_info(resp, "clients")["connected_clients"]) - 1  # not ours
-    eval_ = _calls(resp, "eval")
+    eval_ = command_calls(resp, "eval")
     print(f"after one flush: {eval_} EVAL for {scripts} scripts on {clients} connections")
     assert 1 <= eval_ <= scripts * clients, (eval_, scripts, clients)
-    assert _calls(resp, "evalsha") >= 40
+    assert command_calls(resp, "evalsha") >= 40
 
 
 def _redis_fds(pid, redis_port):

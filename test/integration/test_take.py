@@ -10,8 +10,8 @@ import signal
 
 from helpers import post_job
 from reliability import (RedisProxy, Resp, TableLock, assert_invariants, assert_nothing_left,
-                         kill9, metric, poll_until, processing_key, readyz, wait_all_finished,
-                         worker_name)
+                         command_calls, drain_a_burst, kill9, metric, most_at_once, poll_until,
+                         processing_key, readyz, wait_all_finished, worker_name)
 
 HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
 TAKEN = re.compile(r"jobs_taken: (\d+) read job\(s\) in one take")
@@ -20,12 +20,6 @@ TAKEN = re.compile(r"jobs_taken: (\d+) read job\(s\) in one take")
 def _takes(worker):
     """The number of ids in each take of read jobs, from the worker's debug log."""
     return [int(n) for n in TAKEN.findall(worker.stderr())]
-
-
-def _cmdstat(resp, command):
-    """How many times Redis ran a command (INFO commandstats), 0 if never."""
-    m = re.search(rf"cmdstat_{command}:calls=(\d+)", resp.call("INFO", "commandstats"))
-    return int(m.group(1)) if m else 0
 
 
 def _queue_reads(resp, n, first_item):
@@ -39,17 +33,6 @@ def _queue_reads(resp, n, first_item):
     return ids
 
 
-def _most_at_once(hashes):
-    """The most jobs running at once, by their own started_at/finished_at
-    (at the same millisecond an end counts before a start)."""
-    events = sorted([(h["started_at"], 1) for h in hashes] + [(h["finished_at"], -1) for h in hashes])
-    most = now = 0
-    for _, d in events:
-        now += d
-        most = max(most, now)
-    return most
-
-
 def test_a_burst_of_reads_is_taken_in_batches(surge, redis, postgres):
     """300 reads wait in the queue when the worker starts: its first take
     fills its 4 read slots at once, later ones take what has been freed since
@@ -61,16 +44,9 @@ def test_a_burst_of_reads_is_taken_in_batches(surge, redis, postgres):
     n, slots = 300, 4
     api = surge.api()
     resp = Resp(redis.port)
-    ids = [post_job(api.http_port, "/jobs/read", {"item_id": 1 + i * 331 % 100000})
-           for i in range(n)]
-    resp.call("CONFIG", "RESETSTAT")
-    w = surge.worker(SURGE_WORKER_READ_CONCURRENCY=slots, SURGE_LOG_LEVEL="debug")
-    states = wait_all_finished(resp, ids, timeout=120)
-    poll_until(lambda: metric(w.admin_port, "surge_jobs_finished_total", type="read",
-                              outcome="succeeded") == n, 30,
-               what="the worker to be told every outcome is written")
+    w, states = drain_a_burst(surge, api, resp, n, slots)
     takes = _takes(w)
-    lmoves, blmoves = _cmdstat(resp, "lmove"), _cmdstat(resp, "blmove")
+    lmoves, blmoves = command_calls(resp, "lmove"), command_calls(resp, "blmove")
     print(f"\n{n} reads: {len(takes)} takes (ids per take: max {max(takes)}, "
           f"{sum(t > 1 for t in takes)} takes of more than one), {lmoves} LMOVE, "
           f"{blmoves} BLMOVE")
@@ -81,7 +57,7 @@ def test_a_burst_of_reads_is_taken_in_batches(surge, redis, postgres):
     name = worker_name(w)
     for i, h in states.items():
         assert h["attempts"] == "1" and h["worker"] == name and h["lease"] == "1", (i, h)
-    assert _most_at_once(list(states.values())) <= slots
+    assert most_at_once(list(states.values())) <= slots
     assert metric(w.admin_port, "surge_stale_outcomes_total", type="read", action="take") == 0
     assert_nothing_left(resp)
     assert_invariants(resp)
