@@ -218,6 +218,15 @@ def poll_until(fn, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def wait_started(proc, n, job_type, timeout=15):
+    """Wait until the worker itself runs n jobs of a type. A job's hash says
+    `running` as soon as the take script ran in Redis, before the worker has
+    read the answer: a worker signalled in between never starts that job (a
+    stopping worker puts it back), so a test about a job in hand waits here."""
+    poll_until(lambda: metric(proc.admin_port, "surge_jobs_in_progress", type=job_type) >= n,
+               timeout, what=f"{n} {job_type} job(s) started by the worker")
+
+
 def readyz(proc):
     """(status code, JSON body) of a process's /readyz."""
     r = http(proc.admin_port, "GET", "/readyz", timeout=5)

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import get_job, poll_job, post_job
 from reliability import (RedisProxy, Resp, TableLock, assert_invariants, metric, now_ms,
-                         poll_until, processing_key, readyz, worker_name)
+                         poll_until, processing_key, readyz, wait_started, worker_name)
 
 HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
 
@@ -234,6 +234,7 @@ def test_live_workers_are_not_taken_for_dead_when_redis_comes_back(surge, redis)
         first = poll_until(lambda: (lambda h: h if h.get("status") == "running" else None)(_hash(resp, job)),
                            15, what="w1 running the burn")
         assert first["worker"] == name1, first
+        wait_started(w1, 1, "burn")
         w2 = surge.worker(SURGE_REDIS_URL=p2.url, SURGE_HEARTBEAT_SECONDS=ttl, SURGE_WORKER_BURN_CONCURRENCY=1)
         poll_until(lambda: readyz(w2)[0] == 200, 15, what="w2 ready")
         expires = now_ms() + resp.call("PTTL", f"surge:worker:{name1}")

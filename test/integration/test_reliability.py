@@ -19,7 +19,7 @@ from reliability import (PostgresDown, RedisProxy, Resp, Submitter, TableLock, a
                          assert_nothing_left, busiest_thread_cpu_seconds, down_with,
                          heartbeat_key, iso_ms, kill9, metric, now_ms, poll_until,
                          processing_key, readyz, registry_score, sigterm_and_time,
-                         wait_all_finished, wait_beats, worker_name)
+                         wait_all_finished, wait_beats, wait_started, worker_name)
 
 HEARTBEAT = 3  # the smallest SURGE_HEARTBEAT_SECONDS allowed
 
@@ -139,6 +139,7 @@ def test_a_busy_worker_keeps_its_jobs(surge, redis):
                and all(resp.call("HGET", f"surge:job:{i}", "status") == "running" for i in ids)
                and resp.call("EXISTS", heartbeat_key(name)),
                15, what="both burns running on the busy worker, its heartbeat set")
+    wait_started(busy, 2, "burn")
     other = surge.worker(SURGE_HEARTBEAT_SECONDS=HEARTBEAT)
     lowest_ttl = HEARTBEAT
     while True:
@@ -571,7 +572,7 @@ def test_sigterm_mid_burn_requeues_and_another_worker_finishes(surge, redis):
     api = surge.api()
     w1 = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=grace, SURGE_WORKER_BURN_CONCURRENCY=1)
     burn = post_job(api.http_port, "/jobs/burn", {"seconds": 10})
-    poll_job(api.http_port, burn, statuses=("running",), timeout=15)
+    wait_started(w1, 1, "burn")
     waiting = post_job(api.http_port, "/jobs/burn", {"seconds": 1})  # queued behind it
     read = post_job(api.http_port, "/jobs/read", {"item_id": 3})
     assert poll_job(api.http_port, read)["worker"] == worker_name(w1)
@@ -605,6 +606,7 @@ def test_sigterm_finishes_reads_in_flight_and_fetches_no_more(surge, redis, post
         ids = [post_job(api.http_port, "/jobs/read", {"item_id": 10 + n}) for n in range(4)]
         poll_until(lambda: all(resp.call("HGET", f"surge:job:{i}", "status") == "running"
                                for i in ids), 15, what="4 reads running")
+        wait_started(w, 4, "read")
         w.signal(signal.SIGTERM)
         status, body = poll_until(lambda: (lambda r: r if r[0] == 503 else None)(readyz(w)), 10,
                                   what="/readyz 503 while draining")

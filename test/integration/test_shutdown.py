@@ -6,6 +6,7 @@ import socket
 import time
 
 from helpers import Client, http, poll_job, post_job
+from reliability import wait_started
 
 
 def test_api_sigterm_exits_0(surge):
@@ -36,7 +37,7 @@ def test_worker_sigterm_finishes_a_short_job(surge):
     api = surge.api()
     worker = surge.worker(SURGE_SHUTDOWN_GRACE_SECONDS=10)
     job_id = post_job(api.http_port, "/jobs/burn", {"seconds": 2})
-    poll_job(api.http_port, job_id, statuses=("running",), timeout=15)
+    wait_started(worker, 1, "burn")
     worker.signal(signal.SIGTERM)
     # Draining: not ready any more, still alive, the job still running.
     deadline = time.monotonic() + 1.0
