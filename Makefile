@@ -62,7 +62,8 @@ help:
 	@echo "make test       install what is missing, then every test (release and san)"
 	@echo "make cluster    build (once) and start a single-node Kubernetes here (root)"
 	@echo "make cluster-deploy / cluster-down   surge on it / stop it"
-	@echo "make test-cluster  the cluster, surge on it, the scaling demo with pods killed"
+	@echo "make cluster-keda   KEDA on it (built here), for OVERLAY=keda/kind"
+	@echo "make test-cluster  the cluster, surge on it, the scaling demo with pods killed, KEDA"
 	@echo "make clean      remove build/"
 
 $(OUT)/surge-api: $(API_OBJ) $(COMMON_OBJ)

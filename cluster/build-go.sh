@@ -6,10 +6,16 @@
 #             one build (cluster/gomod-update.sh says why one module)
 #   coredns   a minimal CoreDNS (its own module: it needs client-go 0.35)
 #   pause     the pod sandbox process
+#   keda      KEDA's operator and metrics apiserver (its own module: KEDA
+#             needs client-go 0.36 and Go 1.26), only when asked for: by
+#             cluster/keda.sh (make cluster-keda), which installs KEDA, and
+#             by make test-cluster, in the background from its start (the
+#             build takes 11 minutes of both cores cold)
 # Static (CGO_ENABLED=0), under `nice -n 19`; the module cache, build cache
 # and GOPATH are under build/cluster/go, so nothing outside is used.
 # Cached: a module whose inputs did not change since its last build is skipped.
-# Usage: cluster/build-go.sh
+# Usage: cluster/build-go.sh          the cluster's programs
+#        cluster/build-go.sh keda     KEDA only
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 . "$CLUSTER_SRC/lib.sh"
@@ -43,6 +49,15 @@ stamp_k8s() { # PKG VERSION
     minor=$(cut -d. -f2 <<<"$2")
     echo "-X $1.gitVersion=$2 -X $1.gitMajor=$major -X $1.gitMinor=$minor -X $1.gitTreeState=clean -X $1.buildDate=$BUILD_DATE"
 }
+
+if [[ ${1:-} == keda ]]; then
+    build keda "operator adapter" \
+        "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION -X github.com/kedacore/keda/v2/version.GitCommit=$KEDA_VERSION" \
+        github.com/kedacore/keda/v2/cmd/operator github.com/kedacore/keda/v2/cmd/adapter
+    say "KEDA $KEDA_VERSION ready in $BIN"
+    exit 0
+fi
+[[ $# -eq 0 ]] || die "usage: cluster/build-go.sh [keda]"
 
 LD="-s -w $(stamp_k8s k8s.io/component-base/version "$K8S_VERSION")"
 LD="$LD $(stamp_k8s k8s.io/client-go/pkg/version "$K8S_VERSION")"

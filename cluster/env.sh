@@ -28,6 +28,7 @@ METRICS_SERVER_VERSION=v0.8.0
 COREDNS_VERSION=v1.14.7
 CRICTL_VERSION=v1.34.0
 KUBE_ROUTER_VERSION=v2.1.0
+KEDA_VERSION=$(cat "$SURGE_ROOT/test/k8s/keda.version")   # the one the manifests are checked against
 
 NODE_NAME=surge-node
 CLUSTER_NAME=surge              # kubeconfig cluster and context
@@ -48,6 +49,7 @@ IMAGE_PREFIX=localhost/surge-cluster
 PAUSE_IMAGE=$IMAGE_PREFIX/pause:1.0
 COREDNS_IMAGE=$IMAGE_PREFIX/coredns:$COREDNS_VERSION
 METRICS_SERVER_IMAGE=$IMAGE_PREFIX/metrics-server:$METRICS_SERVER_VERSION
+KEDA_IMAGE=$IMAGE_PREFIX/keda:$KEDA_VERSION
 
 PATH=$BIN:$PATH
 

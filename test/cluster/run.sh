@@ -11,6 +11,7 @@
 #                          make cluster-down stops it)
 #   CLUSTER_TESTS=...      pytest arguments instead of the whole suite,
 #                          e.g. CLUSTER_TESTS=test/cluster/test_netpol.py
+#                          (KEDA is built and installed only when they name keda)
 #
 # Never skips by itself: a cluster that cannot start fails the run.
 set -uo pipefail
@@ -55,10 +56,12 @@ cluster/preflight.sh || { banner "make test-cluster FAILED: this machine cannot 
                                  "SURGE_SKIP_CLUSTER=1 skips it explicitly."; exit 1; }
 
 status=0
+keda_build=
 finish() {
     local rc=$?
     trap - EXIT INT TERM
     [[ $status -ne 0 ]] || status=$rc
+    [[ -z $keda_build ]] || kill -- -"$keda_build" 2>/dev/null || true
     if [[ ${KEEP_CLUSTER:-} == 1 ]]; then
         phase "KEEP_CLUSTER=1: the cluster stays up (export KUBECONFIG=$PWD/build/cluster/kubeconfig; make cluster-down stops it)"
     else
@@ -83,6 +86,29 @@ finish() {
 trap finish EXIT
 trap 'status=130; exit 130' INT TERM
 
+# KEDA's test needs KEDA, whose cold build takes about 11 minutes of both
+# cores: it runs in the background from here, in its own process group, at
+# the lowest priority, so that it fills the time the rest spends waiting
+# (packages, images, the start, the tests) instead of adding to it. The
+# pods' cgroups outweigh it whenever they want the CPU.
+want_keda=
+[[ -n ${CLUSTER_TESTS:-} && ${CLUSTER_TESTS} != *keda* ]] || want_keda=1
+if [[ -n $want_keda ]]; then
+    mkdir -p build/cluster-test
+    phase "cluster/build-go.sh keda, in the background (build/cluster-test/keda-build.log)"
+    setsid cluster/build-go.sh keda > build/cluster-test/keda-build.log 2>&1 &
+    keda_build=$!
+fi
+keda() {   # waits for KEDA's build, installs KEDA
+    phase "waiting for KEDA's build"
+    wait "$keda_build" || { keda_build=; cat build/cluster-test/keda-build.log; return 1; }
+    keda_build=
+    took "KEDA build (what was left of it after the background)"
+    phase "cluster/keda.sh"
+    cluster/keda.sh || return 1
+    took "KEDA install (image, manifests, ready)"
+}
+
 phase "make cluster-build (cached after the first time)"
 make -s cluster-build || { status=1; banner "make test-cluster FAILED: the cluster could not be built"; exit 1; }
 took "cluster-build"
@@ -94,9 +120,28 @@ cluster/deploy.sh test/cluster/overlay || { status=1; banner "make test-cluster 
 took "deploy surge (image, stand-ins, overlay, smoke read job)"
 
 export KUBECONFIG=$PWD/build/cluster/kubeconfig
-# The order puts the long scenario last; each test leaves surge at rest.
-# shellcheck disable=SC2206 # CLUSTER_TESTS is a list of pytest arguments
-tests=(${CLUSTER_TESTS:-test/cluster/test_security.py test/cluster/test_netpol.py test/cluster/test_config.py test/cluster/test_scaling.py})
-phase "pytest ${tests[*]}"
-.venv/bin/pytest -v -s -p no:cacheprovider "${tests[@]}" || status=1
-took "tests (test/cluster)"
+pytest_() {
+    phase "pytest $*"
+    .venv/bin/pytest -v -s -p no:cacheprovider "$@" || status=1
+}
+if [[ -n ${CLUSTER_TESTS:-} ]]; then
+    if [[ -n $want_keda ]]; then
+        keda || { status=1; banner "make test-cluster FAILED: KEDA could not be built or installed"; exit 1; }
+    fi
+    # shellcheck disable=SC2086 # CLUSTER_TESTS is a list of pytest arguments
+    pytest_ $CLUSTER_TESTS
+    took "tests (CLUSTER_TESTS)"
+else
+    # The order puts the long scenario last; each test leaves surge at rest.
+    # KEDA's test comes after them all: its build had that long.
+    pytest_ test/cluster/test_security.py test/cluster/test_netpol.py test/cluster/test_config.py \
+            test/cluster/test_scaling.py
+    took "tests (test/cluster)"
+    if keda; then
+        pytest_ test/cluster/test_keda.py
+        took "tests (KEDA)"
+    else
+        status=1
+        banner "make test-cluster FAILED: KEDA could not be built or installed (above)"
+    fi
+fi

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import policy as P
-from conftest import IMAGE_VERSION, ROOT, find, one, render, require_tool
+from conftest import IMAGE_VERSION, ROOT, find, keda_module_dir, one, render, require_tool
 
 IMAGE = os.environ.get("SURGE_IMAGE", f"docker.io/library/surge:{IMAGE_VERSION}")
 PGBIN = Path("/usr/lib/postgresql/15/bin")
@@ -297,6 +297,16 @@ def test_image_is_small_non_root_and_shell_less(image):
     assert proc.returncode != 0, "the runtime image must not contain a shell"
 
 
+def keda_list_length_script():
+    """The Lua script KEDA's Redis scaler sends with EVAL, from the source of
+    the KEDA version test/k8s/keda.version pins."""
+    src = (keda_module_dir() / "pkg/scalers/redis_scaler.go").read_text()
+    m = re.search(r"luaScript := `(.*?)`", src, re.S)
+    assert m, "KEDA's redis scaler no longer has its luaScript: read pkg/scalers/redis_scaler.go again"
+    assert "redis.call('llen'" in m.group(1), m.group(1)
+    return m.group(1)
+
+
 def test_read_job_end_to_end(objs, stack, redis):
     api = stack["start"]("surge-api", stack["api_env"])
     base = f"http://127.0.0.1:{stack['ports']['api_http']}"
@@ -320,6 +330,15 @@ def test_read_job_end_to_end(objs, stack, redis):
     assert "NOPERM" in redis["cli"]("keda", "LPUSH", list_name, "x")
     assert "NOPERM" in redis["cli"]("keda", "HGETALL", f"surge:job:{job['id']}")
     assert "NOPERM" in redis["cli"]("api", "FLUSHALL")
+    # KEDA's Redis scaler asks with EVAL of its own script (TYPE, then LLEN):
+    # the script of the pinned KEDA, run as keda, reads that length...
+    script = keda_list_length_script()
+    assert redis["cli"]("keda", "EVAL", script, "1", list_name) == "1"
+    # ...and no other key's, and a script of keda's writes nothing.
+    assert "NOPERM" in redis["cli"]("keda", "EVAL", script, "1", "surge:queue:read")
+    assert "can't run this command" in redis["cli"](
+        "keda", "EVAL", "return redis.call('lpush', KEYS[1], 'x')", "1", list_name)
+    assert redis["cli"]("api", "LLEN", list_name) == "1"
 
     worker = stack["start"]("surge-worker", stack["worker_env"])
 

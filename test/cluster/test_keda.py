@@ -1,0 +1,148 @@
+"""KEDA on the real cluster (docs/kubernetes.md, "The HPA arithmetic"):
+KEDA, built here and installed by cluster/keda.sh, scales the workers on
+the length of the burn queue.
+
+The plain HPA of surge-worker is deleted and the keda overlay deployed
+(test/cluster/keda: keda/component on top of what `make test-cluster`
+deploys, the scale-down shortened as for the plain HPA); KEDA then makes
+and owns the only HPA of the workers, keda-hpa-surge-worker. A burst of
+burns is posted; the test reads that HPA every 2 s and checks that
+
+1. its external metric, the burn queue as KEDA's Redis scaler reads it
+   (logged in as the ACL user `keda`, which may only LLEN that list), is
+   above its target of 2 waiting burns per worker, and the HPA asks for
+   ceil(LLEN / 2) workers: the queue, not only the CPU, drives it;
+2. it takes the workers from 2 to at least 4 within one HPA sync (15 s)
+   plus KEDA's polling interval (15 s) of the burst, with a margin;
+3. every burn succeeds, and once the queue is empty it takes the workers
+   back to the minimum, 2.
+
+Afterwards the ScaledObject is deleted and test/cluster/overlay deployed
+again: the plain HPA is back and surge at rest, whatever happened.
+
+SURGE_TEST_KEDA_BURNS and SURGE_TEST_KEDA_BURN_SECONDS size the burst
+(default 10 burns of 15 s: 8 wait at first, so KEDA asks for 4 workers)."""
+import math
+import subprocess
+import time
+
+import pytest
+
+from clusterlib import NS, ROOT, env_int, kc, kc_json, log, wait_at_rest, wait_until
+from surgekit.api import SurgeApi
+
+BURNS = env_int("SURGE_TEST_KEDA_BURNS", 10)
+BURN_SECONDS = env_int("SURGE_TEST_KEDA_BURN_SECONDS", 15)
+KEDA_HPA = "keda-hpa-surge-worker"
+POLLING, HPA_SYNC, MARGIN = 15, 15, 15   # s: keda/component/scaledobject.yaml, the controller-manager's default, slack
+PER_WORKER = 2                           # the burn trigger's listLength
+
+
+def deploy(overlay):
+    log(f"$ cluster/deploy.sh {overlay}")
+    r = subprocess.run([str(ROOT / "cluster/deploy.sh"), overlay], cwd=ROOT, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, f"cluster/deploy.sh {overlay} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+
+
+def scaled_object_ready():
+    so = kc_json("get", "scaledobject", "surge-worker", "-n", NS)
+    conds = {c["type"]: c["status"] for c in so.get("status", {}).get("conditions", [])}
+    return conds.get("Ready") == "True" and so
+
+
+def keda_hpa():
+    """(current replicas, desired replicas, burn-queue metric per pod, CPU %)
+    of the HPA that KEDA made; None for a figure it does not report yet."""
+    hpa = kc_json("get", "hpa", KEDA_HPA, "-n", NS)
+    st = hpa.get("status", {})
+    queue = cpu = None
+    for m in st.get("currentMetrics") or []:
+        if m["type"] == "External":
+            queue = quantity(m["external"]["current"].get("averageValue") or m["external"]["current"].get("value"))
+        elif m["type"] == "Resource" and m["resource"]["name"] == "cpu":
+            cpu = m["resource"]["current"].get("averageUtilization")
+    return st.get("currentReplicas"), st.get("desiredReplicas"), queue, cpu
+
+
+def quantity(q):
+    """A Kubernetes quantity as KEDA reports a list length: "7", "3500m"."""
+    if q is None:
+        return None
+    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+@pytest.fixture
+def keda(redis):
+    """The keda overlay in place of the plain HPA, for one test; put back after."""
+    wait_at_rest(redis)
+    if kc("get", "deployment", "keda-operator", "-n", "keda", check=False).returncode != 0:
+        pytest.fail("KEDA is not installed on the cluster: cluster/keda.sh (make cluster-keda)")
+    try:
+        log("the plain HPA makes way for KEDA's: kubectl delete hpa surge-worker")
+        kc("delete", "hpa", "surge-worker", "-n", NS, "--ignore-not-found")
+        deploy("test/cluster/keda")
+        so = wait_until("the ScaledObject Ready", scaled_object_ready, 120)
+        assert so["status"].get("hpaName") == KEDA_HPA, so["status"]
+        hpa = kc_json("get", "hpa", KEDA_HPA, "-n", NS)
+        owners = [(o["kind"], o["name"]) for o in hpa["metadata"].get("ownerReferences", [])]
+        assert owners == [("ScaledObject", "surge-worker")], owners
+        wait_until("KEDA's HPA reading the burn queue", lambda: keda_hpa()[2] is not None, 120)
+        yield so
+    finally:
+        log("back to the plain HPA: kubectl delete scaledobject surge-worker, then test/cluster/overlay")
+        kc("delete", "scaledobject", "surge-worker", "-n", NS, "--ignore-not-found", "--wait=true", timeout=120)
+        kc("delete", "triggerauthentication", "surge-redis-keda", "-n", NS, "--ignore-not-found")
+        wait_until("KEDA's HPA gone", lambda: kc("get", "hpa", KEDA_HPA, "-n", NS, check=False).returncode != 0, 120)
+        deploy("test/cluster/overlay")
+        wait_at_rest(redis)
+
+
+def test_keda_scales_the_workers_on_the_burn_queue(keda, redis, api):
+    c = SurgeApi(f"http://127.0.0.1:{api.http_port}")
+    current, desired, queue, _ = keda_hpa()
+    assert (current, desired) == (2, 2), f"KEDA's HPA before the burst: {current}/{desired}"
+    assert queue == 0, f"the burn queue metric before the burst: {queue}"
+
+    ids = [c.submit("burn", {"seconds": BURN_SECONDS})["id"] for _ in range(BURNS)]
+    t0 = time.monotonic()
+    log(f"posted {BURNS} burns of {BURN_SECONDS} s")
+    samples, up = [], None
+    deadline = t0 + POLLING + HPA_SYNC + MARGIN
+    while up is None and time.monotonic() < deadline + 60:
+        llen = int(redis.call("LLEN", "surge:queue:burn"))
+        current, desired, queue, cpu = keda_hpa()
+        t = time.monotonic() - t0
+        samples.append((t, llen, current, desired, queue, cpu))
+        log(f"+{t:4.0f} s  LLEN surge:queue:burn {llen:3}  HPA {current}/{desired}  "
+            f"queue metric {queue} per pod (target {PER_WORKER})  cpu {cpu} %")
+        if desired and desired >= 4:
+            up = t
+        else:
+            time.sleep(2)
+    assert up is not None, f"KEDA's HPA did not ask for 4 workers within {deadline + 60 - t0:.0f} s: {samples}"
+    log(f"KEDA's HPA asked for {desired} workers {up:.0f} s after the burst")
+    assert up <= POLLING + HPA_SYNC + MARGIN, \
+        f"scale-up took {up:.0f} s, more than the polling interval plus one HPA sync ({POLLING + HPA_SYNC} s) + {MARGIN} s"
+    # The queue asked for it: KEDA's metric above target, and the HPA's
+    # answer at least what that metric alone asks for.
+    # At the scale-up, the HPA's status holds the figures of the sync that
+    # decided it: the burn queue per pod and the replicas it was computed for.
+    t, llen, current, desired, q, cpu = samples[-1]
+    assert q is not None and q > PER_WORKER, f"the queue metric was not past its target: {samples}"
+    wants = math.ceil(q * current / PER_WORKER)
+    # What the queue alone asks for, within the scale-up policy (100 % or
+    # 4 pods a minute, whichever is more) and maxReplicaCount.
+    assert desired >= min(wants, max(2 * current, current + 4), 10), (q, current, desired)
+
+    # Every burn succeeds; with the queue empty, back to the minimum.
+    def all_done():
+        st = redis.pipeline([("HGET", f"surge:job:{i}", "status") for i in ids])
+        return st if all(s in ("succeeded", "failed", "dead") for s in st) else None
+    statuses = wait_until("every burn finished", all_done, BURNS * BURN_SECONDS + 180, interval=3)
+    assert statuses == ["succeeded"] * BURNS, statuses
+    peak = max(s[3] or 0 for s in samples)
+    t_drained = time.monotonic() - t0
+    wait_until("KEDA's HPA back to 2 workers", lambda: keda_hpa()[:2] == (2, 2), 240, interval=3)
+    log(f"KEDA: 2 -> {peak} workers asked {up:.0f} s after the burst, drained after {t_drained:.0f} s, "
+        f"back to 2 after {time.monotonic() - t0:.0f} s")
