@@ -15,24 +15,31 @@ burns is posted; the test reads that HPA every 2 s and checks that
 2. it takes the workers from 2 to at least 4 within one HPA sync (15 s)
    plus KEDA's polling interval (15 s) of the burst, with a margin;
 3. every burn succeeds, and once the queue is empty it takes the workers
-   back to the minimum, 2.
+   back to the minimum, 2;
+4. reads held up by a lock on `items` (the queue grows, the CPU does not)
+   add no worker: the read queue is deliberately no trigger (more workers
+   would only add connections to the database that holds them up), and
+   every read succeeds once the lock goes.
 
 Afterwards the ScaledObject is deleted and test/cluster/overlay deployed
 again: the plain HPA is back and surge at rest, whatever happened.
 
 SURGE_TEST_KEDA_BURNS and SURGE_TEST_KEDA_BURN_SECONDS size the burst
-(default 10 burns of 15 s: 8 wait at first, so KEDA asks for 4 workers)."""
+(default 10 burns of 15 s: 8 wait at first, so KEDA asks for 4 workers);
+SURGE_TEST_KEDA_READS the reads held up (default 60)."""
 import math
 import subprocess
 import time
 
 import pytest
 
-from clusterlib import NS, ROOT, env_int, kc, kc_json, log, wait_at_rest, wait_until
+from clusterlib import DATA_NS, NS, ROOT, env_int, kc, kc_json, log, wait_at_rest, wait_until
+from surgekit import kube
 from surgekit.api import SurgeApi
 
 BURNS = env_int("SURGE_TEST_KEDA_BURNS", 10)
 BURN_SECONDS = env_int("SURGE_TEST_KEDA_BURN_SECONDS", 15)
+READS = env_int("SURGE_TEST_KEDA_READS", 60)
 KEDA_HPA = "keda-hpa-surge-worker"
 POLLING, HPA_SYNC, MARGIN = 15, 15, 15   # s: keda/component/scaledobject.yaml, the controller-manager's default, slack
 PER_WORKER = 2                           # the burn trigger's listLength
@@ -72,9 +79,9 @@ def quantity(q):
     return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def keda(redis):
-    """The keda overlay in place of the plain HPA, for one test; put back after."""
+    """The keda overlay in place of the plain HPA, for this file's tests; put back after."""
     wait_at_rest(redis)
     if kc("get", "deployment", "keda-operator", "-n", "keda", check=False).returncode != 0:
         pytest.fail("KEDA is not installed on the cluster: cluster/keda.sh (make cluster-keda)")
@@ -146,3 +153,63 @@ def test_keda_scales_the_workers_on_the_burn_queue(keda, redis, api):
     wait_until("KEDA's HPA back to 2 workers", lambda: keda_hpa()[:2] == (2, 2), 240, interval=3)
     log(f"KEDA: 2 -> {peak} workers asked {up:.0f} s after the burst, drained after {t_drained:.0f} s, "
         f"back to 2 after {time.monotonic() - t0:.0f} s")
+
+
+LOCK_MARK = "surge-test-keda-lock"
+
+
+def psql(sql, timeout=60):
+    """SQL as PostgreSQL's superuser, inside its pod (local socket)."""
+    r = kc("exec", "-n", DATA_NS, "postgres-0", "--", "sh", "-c",
+           'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -v ON_ERROR_STOP=1 -tAc "$0"', sql, timeout=timeout)
+    return r.stdout.strip()
+
+
+def test_reads_held_up_by_postgres_add_no_worker(keda, redis, api):
+    """What if the queue grows but the CPU does not? For reads, by design,
+    no worker is added; the alert SurgeReadsWaiting points at PostgreSQL."""
+    c = SurgeApi(f"http://127.0.0.1:{api.http_port}")
+    wait_until("KEDA's HPA at 2 workers", lambda: keda_hpa()[:2] == (2, 2), 240, interval=3)
+    hold = POLLING + HPA_SYNC + MARGIN + 20
+    lock = subprocess.Popen(
+        [kube.kubectl_path(), "exec", "-n", DATA_NS, "postgres-0", "--", "sh", "-c",
+         f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; '
+         f'/* {LOCK_MARK} */ SELECT pg_sleep({hold}); COMMIT;"'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until("the lock on items", lambda: psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1", 60)
+        ids = [c.submit("read", {"item_id": 100 + n})["id"] for n in range(READS)]
+        t0 = time.monotonic()
+        log(f"posted {READS} reads while items is locked")
+        samples = []
+        while time.monotonic() - t0 < POLLING + HPA_SYNC + MARGIN:
+            reads, burns = (int(v) for v in redis.pipeline([("LLEN", "surge:queue:read"),
+                                                             ("LLEN", "surge:queue:burn")]))
+            current, desired, queue, cpu = keda_hpa()
+            samples.append((time.monotonic() - t0, reads, burns, current, desired, queue, cpu))
+            log(f"+{samples[-1][0]:4.0f} s  LLEN surge:queue:read {reads:3}  burn {burns}  HPA {current}/{desired}  "
+                f"burn-queue metric {queue}  cpu {cpu} %")
+            time.sleep(3)
+    finally:
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%{LOCK_MARK}%' "
+             "AND pid <> pg_backend_pid()")
+        try:
+            lock.wait(30)
+        except subprocess.TimeoutExpired:
+            lock.kill()
+    # The reads waited, far more than the workers' slots...
+    assert max(s[1] for s in samples) >= READS // 2, f"the reads did not wait: {samples}"
+    # ...and no worker was added or asked for, through two polls and syncs.
+    assert all(s[3] == 2 and s[4] == 2 for s in samples), f"KEDA's HPA moved for reads: {samples}"
+    assert all(s[5] == 0 for s in samples if s[5] is not None), samples
+
+    def all_done():
+        st = redis.pipeline([("HGET", f"surge:job:{i}", "status") for i in ids])
+        return st if all(s in ("succeeded", "failed", "dead") for s in st) else None
+    statuses = wait_until("every read finished", all_done, 240, interval=3)
+    assert statuses == ["succeeded"] * READS, statuses
+    log(f"{READS} reads held up by a lock: the read queue peaked at {max(s[1] for s in samples)}, "
+        f"KEDA's HPA stayed at 2 (CPU at most {max((s[6] or 0) for s in samples)} %); all succeeded "
+        f"{time.monotonic() - t0:.0f} s after they were posted")
