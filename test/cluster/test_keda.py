@@ -72,6 +72,14 @@ def keda_hpa():
     return st.get("currentReplicas"), st.get("desiredReplicas"), queue, cpu
 
 
+def final_statuses(redis, ids, what, timeout):
+    """The jobs' statuses in Redis once every one has finished."""
+    def all_done():
+        st = redis.pipeline([("HGET", f"surge:job:{i}", "status") for i in ids])
+        return st if all(x in ("succeeded", "failed", "dead") for x in st) else None
+    return wait_until(what, all_done, timeout, interval=3)
+
+
 def quantity(q):
     """A Kubernetes quantity as KEDA reports a list length: "7", "3500m"."""
     if q is None:
@@ -143,10 +151,7 @@ def test_keda_scales_the_workers_on_the_burn_queue(keda, redis, api):
     assert desired >= min(wants, max(2 * current, current + 4), 10), (q, current, desired)
 
     # Every burn succeeds; with the queue empty, back to the minimum.
-    def all_done():
-        st = redis.pipeline([("HGET", f"surge:job:{i}", "status") for i in ids])
-        return st if all(s in ("succeeded", "failed", "dead") for s in st) else None
-    statuses = wait_until("every burn finished", all_done, BURNS * BURN_SECONDS + 180, interval=3)
+    statuses = final_statuses(redis, ids, "every burn finished", BURNS * BURN_SECONDS + 180)
     assert statuses == ["succeeded"] * BURNS, statuses
     peak = max(s[3] or 0 for s in samples)
     t_drained = time.monotonic() - t0
@@ -205,10 +210,7 @@ def test_reads_held_up_by_postgres_add_no_worker(keda, redis, api):
     assert all(s[3] == 2 and s[4] == 2 for s in samples), f"KEDA's HPA moved for reads: {samples}"
     assert all(s[5] == 0 for s in samples if s[5] is not None), samples
 
-    def all_done():
-        st = redis.pipeline([("HGET", f"surge:job:{i}", "status") for i in ids])
-        return st if all(s in ("succeeded", "failed", "dead") for s in st) else None
-    statuses = wait_until("every read finished", all_done, 240, interval=3)
+    statuses = final_statuses(redis, ids, "every read finished", 240)
     assert statuses == ["succeeded"] * READS, statuses
     log(f"{READS} reads held up by a lock: the read queue peaked at {max(s[1] for s in samples)}, "
         f"KEDA's HPA stayed at 2 (CPU at most {max((s[6] or 0) for s in samples)} %); all succeeded "
